@@ -1,0 +1,232 @@
+"""The canonical channel event, schema version 1.
+
+One frozen pydantic model for every event type; type-specific required fields
+are data (:data:`REQUIRED_FIELDS`), checked by one validator.
+
+Versioning: an additive change (a new optional field, a new event type, a new
+enum member) keeps ``schema_version = 1``. A breaking change (renaming or
+removing a field, changing its meaning or type) gets a new model and an
+upcaster from the old version, pinned by a test. ``tests/unit/ingest/
+test_events_shape.py`` pins the JSON shape of v1.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ACTOR_FIELDS",
+    "JOIN_KEY_FIELDS",
+    "PSEUDONYMISE",
+    "REQUIRED_FIELDS",
+    "SCHEMA_VERSION",
+    "ActorRole",
+    "ChannelKind",
+    "Decision",
+    "Event",
+    "EventType",
+    "RequestCategory",
+    "Scope",
+    "Visibility",
+]
+
+SCHEMA_VERSION: Final = 1
+
+
+class EventType(StrEnum):
+    MESSAGE_SENT = "message_sent"
+    MESSAGE_READ = "message_read"
+    MESSAGE_BOUNCED = "message_bounced"
+    MESSAGE_MISDELIVERED = "message_misdelivered"
+    TICKET_OPENED = "ticket_opened"
+    TICKET_REPLIED = "ticket_replied"
+    TICKET_HANDED_OFF = "ticket_handed_off"
+    TICKET_RESOLVED = "ticket_resolved"
+    TICKET_REOPENED = "ticket_reopened"
+    POST_SUBMITTED = "post_submitted"
+    POST_REVIEWED = "post_reviewed"
+    MEETING_HELD = "meeting_held"
+    CALL_RECEIVED = "call_received"
+    CALL_ANSWERED = "call_answered"
+    SURVEY_ANSWERED = "survey_answered"
+    CHANNEL_CREATED = "channel_created"
+    CHANNEL_ARCHIVED = "channel_archived"
+
+
+class ChannelKind(StrEnum):
+    # internal
+    EMAIL = "email"
+    IM = "im"
+    MEETING = "meeting"
+    ANNOUNCEMENT = "announcement"
+    FORUM = "forum"
+    KNOWLEDGE_BASE = "knowledge_base"
+    # external
+    HOTLINE = "hotline"
+    LIVE_CHAT = "live_chat"
+    TICKET = "ticket"
+    SOCIAL = "social"
+    CRM = "crm"
+    PARTNER_PORTAL = "partner_portal"
+
+
+class Scope(StrEnum):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+
+
+class ActorRole(StrEnum):
+    EMPLOYEE = "employee"
+    AGENT = "agent"
+    CUSTOMER = "customer"
+    PARTNER = "partner"
+    BOT = "bot"
+    SYSTEM = "system"
+
+
+class Visibility(StrEnum):
+    """Whether a reply is seen by the requester (public) or is an internal note."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+
+
+class RequestCategory(StrEnum):
+    """What a request is about; SLA policies can differ per category."""
+
+    INQUIRY = "inquiry"
+    COMPLAINT = "complaint"
+    SUGGESTION = "suggestion"
+    CROSS_DEPARTMENT = "cross_department"
+
+
+#: Fields an event type cannot do without (beyond the common ones).
+REQUIRED_FIELDS: Final[dict[EventType, tuple[str, ...]]] = {
+    EventType.MESSAGE_SENT: ("message_id",),
+    EventType.MESSAGE_READ: ("message_id",),
+    EventType.MESSAGE_BOUNCED: ("message_id",),
+    EventType.MESSAGE_MISDELIVERED: ("message_id",),
+    EventType.TICKET_OPENED: ("conversation_id",),
+    EventType.TICKET_REPLIED: ("conversation_id",),
+    EventType.TICKET_HANDED_OFF: ("conversation_id",),
+    EventType.TICKET_RESOLVED: ("conversation_id",),
+    EventType.TICKET_REOPENED: ("conversation_id",),
+    EventType.POST_SUBMITTED: ("conversation_id",),
+    EventType.POST_REVIEWED: ("conversation_id", "decision"),
+    EventType.MEETING_HELD: ("duration_s",),
+    EventType.CALL_RECEIVED: ("conversation_id",),
+    EventType.CALL_ANSWERED: ("conversation_id",),
+    EventType.SURVEY_ANSWERED: ("score",),
+    EventType.CHANNEL_CREATED: (),
+    EventType.CHANNEL_ARCHIVED: (),
+}
+
+#: Validation-context key: a ``Callable[[str], str]`` that pseudonymises ids
+#: while an event is validated (see :mod:`ingest.pseudonym`).
+PSEUDONYMISE: Final = "pseudonymise"
+#: Always pseudonymised at ingest.
+ACTOR_FIELDS: Final = ("actor_id",)
+#: Join keys, pseudonymised at ingest when they look like an address (contain ``@``).
+JOIN_KEY_FIELDS: Final = ("conversation_id", "message_id", "in_reply_to")
+
+_MAX_DURATION_S: Final = 31 * 24 * 3600.0
+
+# Identifiers: printable, no whitespace at the ends, bounded.
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$")
+]
+# Channel ids name a channel, never an address: no '@', no spaces.
+ChannelId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/+\-]*$")
+]
+Duration = Annotated[float, Field(ge=0, le=_MAX_DURATION_S)]
+
+
+class Event(BaseModel):
+    """One thing that happened on a communication channel.
+
+    ``actor_id`` is pseudonymised by the producer before the event reaches
+    Kafka (see :mod:`ingest.pseudonym`); the model itself carries no field that
+    could hold a name, an address, a subject or a body.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    event_id: uuid.UUID
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_type: EventType
+    occurred_at: AwareDatetime
+    channel_id: ChannelId
+    channel_kind: ChannelKind
+    scope: Scope
+    actor_id: Identifier
+    actor_role: ActorRole
+    conversation_id: Identifier | None = None
+    message_id: Identifier | None = None
+    in_reply_to: Identifier | None = None
+    recipient_count: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    duration_s: Duration | None = None
+    planned_duration_s: Duration | None = None
+    score: Annotated[int, Field(ge=1, le=5)] | None = None
+    decision: Decision | None = None
+    category: RequestCategory | None = None
+    visibility: Visibility | None = None
+    department: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_from_text(cls, value: object, info: ValidationInfo) -> object:
+        # Tabular inputs (CSV) carry text; JSON must carry the number itself.
+        if info.mode == "python" and isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
+
+    @field_validator(*ACTOR_FIELDS)
+    @classmethod
+    def _pseudonymise_actor(cls, value: str, info: ValidationInfo) -> str:
+        pseudonymise = info.context.get(PSEUDONYMISE) if info.context else None
+        return pseudonymise(value) if pseudonymise else value
+
+    @field_validator(*JOIN_KEY_FIELDS)
+    @classmethod
+    def _pseudonymise_join_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or "@" not in value or not info.context:
+            return value
+        pseudonymise = info.context.get(PSEUDONYMISE)
+        return pseudonymise(value) if pseudonymise else value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _type_specific_fields(self) -> Event:
+        for name in REQUIRED_FIELDS[self.event_type]:
+            if getattr(self, name) is None:
+                raise PydanticCustomError(
+                    "missing_field",
+                    "{event_type} requires {field}",
+                    {"event_type": self.event_type.value, "field": name},
+                )
+        return self

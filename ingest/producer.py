@@ -1,0 +1,367 @@
+"""The ingest producer: validate, pseudonymise, send, or dead-letter.
+
+Every path into Kafka (HTTP, files, importers, the simulator, the Python API)
+goes through :class:`Producer`, so every event is validated and pseudonymised
+the same way, and every rejected input reaches the dead-letter topic with its
+reason.
+
+Counting: ``received = sent + dead_lettered + duplicates + failed`` once
+:meth:`Producer.flush` has returned. ``sent`` and ``dead_lettered`` count
+records Kafka acknowledged (acks=all); ``failed`` counts records it did not
+acknowledge after all retries, kept in :attr:`Producer.failures` so that a
+caller can report them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import orjson
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from pydantic_core import PydanticSerializationError
+
+from ingest.codec import encode, kafka_key, timestamp_ms
+from ingest.deadletter import DeadLetter
+from ingest.errors import ConfigurationError
+from ingest.events import Event
+from ingest.pseudonym import Pseudonymiser
+from ingest.validation import RejectCode, Rejection, Validator
+
+__all__ = ["BatchResult", "DeliveryFailure", "IngestCounts", "Producer", "Record"]
+
+log = logging.getLogger(__name__)
+
+_MAX_KEPT: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One input item and where it came from.
+
+    ``data`` is raw JSON bytes, a mapping (a CSV/Parquet row), an :class:`Event`,
+    or a :class:`Rejection` when the reader already knows the input is bad.
+    ``raw`` is what goes to the dead-letter topic if it is rejected; it defaults
+    to ``data`` itself for bytes and to its JSON for mappings.
+    """
+
+    data: bytes | Mapping[str, Any] | Event | Rejection
+    source: str = "api"
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    topic: str
+    source: str
+    event_id: str | None
+    error: str
+
+
+@dataclass(slots=True)
+class IngestCounts:
+    received: int = 0
+    sent: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    pending: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def copy(self) -> IngestCounts:
+        return IngestCounts(
+            self.received, self.sent, self.dead_lettered, self.duplicates,
+            self.failed, self.pending, Counter(self.by_reason),
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What happened to one batch (one HTTP request, one file)."""
+
+    received: int = 0
+    accepted: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    rejections: list[tuple[int, str, Rejection]] = field(default_factory=list)
+
+
+class Producer:
+    """Validating, pseudonymising Kafka producer (kafka-python, acks=all, idempotent).
+
+    Constructing it does no I/O; :meth:`start` (or ``with``) connects.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        events_topic: str,
+        dlq_topic: str,
+        pseudonymiser: Pseudonymiser,
+        validator: Validator | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        linger_ms: int = 20,
+        batch_size: int = 256 * 1024,
+        delivery_timeout_ms: int = 120_000,
+        max_block_ms: int = 30_000,
+        dedupe_window: int = 1_000_000,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not bootstrap_servers:
+            raise ConfigurationError("no Kafka bootstrap servers given")
+        self.events_topic = events_topic
+        self.dlq_topic = dlq_topic
+        self.validator = validator or Validator()
+        self._pseudonymiser = pseudonymiser
+        self._dedupe_window = dedupe_window
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._config: dict[str, Any] = {
+            **(client_options or {}),
+            "bootstrap_servers": bootstrap_servers,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": linger_ms,
+            "batch_size": batch_size,
+            "delivery_timeout_ms": delivery_timeout_ms,
+            "max_block_ms": max_block_ms,
+        }
+        self._kafka: KafkaProducer | None = None
+        self._lock = threading.Lock()
+        self._counts = IngestCounts()
+        self.failures: list[DeliveryFailure] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._kafka is None:
+            self._kafka = KafkaProducer(**self._config)
+        return self
+
+    def flush(self, timeout: float | None = None) -> IngestCounts:
+        """Wait until every record handed over is acknowledged or failed."""
+        if self._kafka is not None:
+            self._kafka.flush(timeout=timeout)
+        return self.counts
+
+    def close(self, timeout: float = 30.0) -> IngestCounts:
+        if self._kafka is not None:
+            try:
+                self._kafka.flush(timeout=timeout)
+            finally:
+                self._kafka.close(timeout=timeout)
+                self._kafka = None
+        return self.counts
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def counts(self) -> IngestCounts:
+        with self._lock:
+            return self._counts.copy()
+
+    # -- sending -----------------------------------------------------------
+
+    def send(
+        self, item: bytes | Mapping[str, Any] | Event, *, source: str = "api"
+    ) -> Event | Rejection:
+        """Send one input; returns the event as sent, or why it was dead-lettered."""
+        outcome = self._send_one(Record(item, source), None)
+        assert outcome is not None  # duplicates are only dropped within send_many
+        return outcome
+
+    def send_many(
+        self,
+        records: Iterable[Record],
+        *,
+        wait: bool = False,
+        keep_rejections: int = 100,
+        on_record: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        """Send a batch. Duplicate event ids within the batch are dropped and counted.
+
+        With ``wait`` the call returns only once Kafka acknowledged (or failed)
+        every record of the batch, and ``failed`` tells how many it did not.
+        """
+        result = BatchResult()
+        seen: dict[Any, None] = {}
+        futures: list[Any] | None = [] if wait else None
+        for index, record in enumerate(records):
+            result.received += 1
+            outcome = self._send_one(record, seen, futures)
+            if isinstance(outcome, Rejection):
+                result.dead_lettered += 1
+                if len(result.rejections) < keep_rejections:
+                    result.rejections.append((index, record.source, outcome))
+            elif outcome is None:
+                result.duplicates += 1
+            else:
+                result.accepted += 1
+            if on_record is not None:
+                on_record()
+        for future in futures or ():
+            if isinstance(future, KafkaError):  # refused before it was queued
+                result.failed += 1
+                continue
+            try:
+                future.get()
+            except Exception:  # noqa: BLE001 - counted (and logged) by the errback too
+                result.failed += 1
+        return result
+
+    def _send_one(
+        self, record: Record, seen: dict[Any, None] | None, futures: list[Any] | None = None
+    ) -> Event | Rejection | None:
+        kafka = self._require_started()
+        data = record.data
+        context = self._pseudonymiser.context  # pseudonymises while validating
+        if isinstance(data, bytes):
+            outcome = self.validator.from_json(data, context)
+        elif isinstance(data, Event):
+            outcome = self.validator.check_time(self._pseudonymiser.apply(data))
+        elif isinstance(data, Rejection):
+            outcome = data
+        else:
+            outcome = self.validator.from_mapping(data, context)
+
+        value = b""
+        if isinstance(outcome, Event):
+            event = outcome
+            try:
+                value = encode(event)
+            except (PydanticSerializationError, UnicodeError):  # lone surrogates from a mapping
+                outcome = Rejection(
+                    RejectCode.INVALID_ENCODING, "a text field is not valid Unicode"
+                )
+            else:
+                # Raw JSON was size-checked before parsing; other inputs are checked here.
+                outcome = (
+                    event
+                    if isinstance(data, bytes)
+                    else self.validator.oversized(len(value)) or event
+                )
+
+        if isinstance(outcome, Rejection):
+            self._dead_letter(kafka, record, outcome, futures)
+            return outcome
+
+        if seen is not None:
+            if outcome.event_id in seen:
+                with self._lock:
+                    self._counts.received += 1
+                    self._counts.duplicates += 1
+                return None
+            seen[outcome.event_id] = None
+            if len(seen) > self._dedupe_window:
+                del seen[next(iter(seen))]
+
+        with self._lock:
+            self._counts.received += 1
+        self._hand_over(
+            kafka,
+            self.events_topic,
+            record.source,
+            str(outcome.event_id),
+            futures,
+            self._on_sent,
+            value=value,
+            key=kafka_key(outcome),
+            timestamp_ms=timestamp_ms(outcome),
+        )
+        return outcome
+
+    def _dead_letter(
+        self, kafka: KafkaProducer, record: Record, rejection: Rejection, futures: list[Any] | None
+    ) -> None:
+        raw = record.raw if record.raw is not None else _raw_of(record.data)
+        letter = DeadLetter.of(raw, rejection, source=record.source, received_at=self._clock())
+        with self._lock:
+            self._counts.received += 1
+            self._counts.by_reason[rejection.code.value] += 1
+        log.debug("dead-letter source=%s reason=%s", record.source, rejection)
+        self._hand_over(
+            kafka, self.dlq_topic, record.source, None, futures, self._on_dead_lettered,
+            value=letter.raw, headers=letter.headers(),
+        )  # fmt: skip
+
+    def _hand_over(
+        self,
+        kafka: KafkaProducer,
+        topic: str,
+        source: str,
+        event_id: str | None,
+        futures: list[Any] | None,
+        on_success: Callable[[object], None],
+        **record: Any,
+    ) -> None:
+        """Give one record to kafka-python; a refusal counts as not delivered."""
+        with self._lock:
+            self._counts.pending += 1
+        try:
+            future = kafka.send(topic, **record)
+        except KafkaError as exc:  # e.g. no metadata within max_block_ms: Kafka unreachable
+            self._on_failed(topic, source, event_id, exc)
+            if futures is not None:
+                futures.append(exc)
+            return
+        future.add_callback(on_success)
+        future.add_errback(self._on_failed, topic, source, event_id)
+        if futures is not None:
+            futures.append(future)
+
+    # -- delivery callbacks (run on kafka-python's I/O thread) ------------
+
+    def _on_sent(self, _metadata: object) -> None:
+        with self._lock:
+            self._counts.pending -= 1
+            self._counts.sent += 1
+
+    def _on_dead_lettered(self, _metadata: object) -> None:
+        with self._lock:
+            self._counts.pending -= 1
+            self._counts.dead_lettered += 1
+
+    def _on_failed(self, topic: str, source: str, event_id: str | None, exc: BaseException) -> None:
+        log.warning(
+            "not delivered topic=%s source=%s event_id=%s error=%s", topic, source, event_id, exc
+        )
+        with self._lock:
+            self._counts.pending -= 1
+            self._counts.failed += 1
+            if len(self.failures) < _MAX_KEPT:
+                self.failures.append(
+                    DeliveryFailure(topic, source, event_id, f"{type(exc).__name__}: {exc}")
+                )
+
+    def _require_started(self) -> KafkaProducer:
+        if self._kafka is None:
+            raise RuntimeError("Producer.start() was not called")
+        return self._kafka
+
+
+def _raw_of(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    try:
+        if isinstance(data, Event):
+            return encode(data)
+        return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, PydanticSerializationError, UnicodeError):
+        return repr(data).encode("utf-8", "backslashreplace")
