@@ -1,0 +1,3 @@
+from commpulse.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Where Kafka is for this run: a configured cluster, or the embedded broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from commpulse.keys import pseudonym_key
+from commpulse.settings import Settings
+from infra import BrokerLease, TopicReport, ensure_topics, lease_broker
+from ingest import Limits, Producer, Pseudonymiser, Validator
+
+__all__ = ["KafkaTarget", "connect", "make_producer"]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaTarget:
+    bootstrap_servers: str
+    client_options: dict[str, Any] = field(default_factory=dict)
+    embedded: BrokerLease | None = None
+    topics: tuple[TopicReport, ...] = ()
+
+
+@contextmanager
+def connect(settings: Settings, *, ensure_topics_exist: bool = True) -> Iterator[KafkaTarget]:
+    """Kafka for the duration of the ``with``; its topics created or verified.
+
+    With no bootstrap servers configured, this starts the embedded broker for
+    the data dir (or joins the one already running) and releases it at the end.
+    """
+    kafka = settings.kafka
+    if kafka.bootstrap_servers:
+        yield _with_topics(
+            settings,
+            KafkaTarget(kafka.bootstrap_servers, kafka.client_options()),
+            ensure_topics_exist,
+        )
+        return
+    broker = settings.broker
+    with lease_broker(
+        settings.data_dir / "broker",
+        host=broker.host,
+        port=broker.port or None,
+        start_timeout=broker.start_timeout_s,
+        stop_timeout=broker.stop_timeout_s,
+    ) as lease:
+        yield _with_topics(
+            settings, KafkaTarget(lease.bootstrap_servers, {}, lease), ensure_topics_exist
+        )
+
+
+def _with_topics(settings: Settings, target: KafkaTarget, ensure: bool) -> KafkaTarget:
+    if not ensure:
+        return target
+    reports = ensure_topics(
+        target.bootstrap_servers, settings.topics.specs(), client_options=target.client_options
+    )
+    return KafkaTarget(
+        target.bootstrap_servers, target.client_options, target.embedded, tuple(reports)
+    )
+
+
+def make_producer(settings: Settings, target: KafkaTarget) -> Producer:
+    """The ingest producer for ``target`` (not started)."""
+    limits = Limits(
+        max_event_bytes=settings.ingest.max_event_bytes,
+        future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
+    )
+    return Producer(
+        bootstrap_servers=target.bootstrap_servers,
+        client_options=target.client_options,
+        events_topic=settings.topics.events,
+        dlq_topic=settings.topics.dlq,
+        pseudonymiser=Pseudonymiser(pseudonym_key(settings)),
+        validator=Validator(limits),
+        linger_ms=settings.ingest.linger_ms,
+    )

@@ -1,0 +1,208 @@
+"""Settings, built once by the CLI and passed down as plain values.
+
+Sources, strongest first: command-line options, environment variables
+(``COMMPULSE_`` prefix, ``__`` between nested names, e.g.
+``COMMPULSE_KAFKA__BOOTSTRAP_SERVERS``), a TOML file (``commpulse.toml`` in
+the working directory, or ``--config FILE``), then the defaults below.
+``docs/configuration.md`` lists every setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ingest.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from infra import TopicSpec
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "BrokerSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "PrivacySettings",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+]
+
+DEFAULT_CONFIG_FILE = Path("commpulse.toml")
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka. Empty ``bootstrap_servers`` means the embedded broker."""
+
+    model_config = _FROZEN
+
+    bootstrap_servers: str = Field("", description="host:port[,host:port]; empty = embedded broker")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) to verify the brokers")
+    ssl_certfile: Path | None = Field(None, description="client certificate (PEM), for mutual TLS")
+    ssl_keyfile: Path | None = Field(None, description="client key (PEM), for mutual TLS")
+    ssl_password: SecretStr | None = Field(None, description="password of the client key")
+    ssl_check_hostname: bool = True
+    client_id: str = "commpulse"
+
+    def client_options(self) -> dict[str, Any]:
+        """kafka-python keyword arguments (everything but the bootstrap servers)."""
+        options: dict[str, Any] = {
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ConfigurationError(
+                    f"security_protocol {self.security_protocol} needs kafka.sasl_mechanism, "
+                    "kafka.sasl_username and kafka.sasl_password"
+                )
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value(),
+            }
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_check_hostname"] = self.ssl_check_hostname
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if (path := getattr(self, name)) is not None:
+                    options[name] = str(path)
+            if self.ssl_password is not None:
+                options["ssl_password"] = self.ssl_password.get_secret_value()
+        return options
+
+
+class BrokerSettings(BaseModel):
+    """The embedded broker used when no bootstrap servers are configured."""
+
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 = a free port")
+    start_timeout_s: float = Field(60.0, gt=0)
+    stop_timeout_s: float = Field(10.0, gt=0, description="SIGTERM, then SIGKILL after this")
+
+
+class TopicSettings(BaseModel):
+    model_config = _FROZEN
+
+    events: str = "commpulse.events"
+    events_partitions: int = Field(8, ge=1)
+    dlq: str = "commpulse.events.dlq"
+    dlq_partitions: int = Field(1, ge=1)
+    kpis: str = "commpulse.kpis"
+    kpis_partitions: int = Field(8, ge=1)
+    alerts: str = "commpulse.alerts"
+    alerts_partitions: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+    def specs(self) -> list[TopicSpec]:
+        """Every topic commpulse uses. History is kept forever: imported events carry old times."""
+        from infra import TopicSpec  # the Kafka client loads only when topics are needed
+
+        forever = {"retention.ms": "-1"}
+        rf = self.replication_factor
+        return [
+            TopicSpec(self.events, self.events_partitions, rf, forever),
+            TopicSpec(self.dlq, self.dlq_partitions, rf, forever),
+            TopicSpec(self.kpis, self.kpis_partitions, rf, forever),
+            TopicSpec(self.alerts, self.alerts_partitions, rf, forever),
+        ]
+
+
+class IngestSettings(BaseModel):
+    model_config = _FROZEN
+
+    host: str = Field("127.0.0.1", description="HTTP ingest bind address")
+    port: int = Field(8400, ge=0, le=65535)
+    token: SecretStr | None = Field(
+        None, description="bearer token for HTTP ingest; generated into the data dir if unset"
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    max_event_bytes: int = Field(64 * 1024, ge=512, description="larger events are dead-lettered")
+    future_tolerance_s: int = Field(
+        86_400, ge=0, description="how far in the future occurred_at may be"
+    )
+    linger_ms: int = Field(20, ge=0, description="producer batching delay")
+
+
+class PrivacySettings(BaseModel):
+    model_config = _FROZEN
+
+    pseudonym_key: SecretStr | None = Field(
+        None, description="HMAC key for actor pseudonyms; generated into the data dir if unset"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COMMPULSE_",
+        env_nested_delimiter="__",
+        toml_file=DEFAULT_CONFIG_FILE,
+        frozen=True,
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(Path(".commpulse"), description="broker data, warehouse, secrets")
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    topics: TopicSettings = TopicSettings()
+    ingest: IngestSettings = IngestSettings()
+    privacy: PrivacySettings = PrivacySettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, the TOML file and ``overrides``.
+
+    ``config`` names a TOML file that must exist; without it,
+    ``./commpulse.toml`` is read when present. Errors become one
+    :class:`ConfigurationError` naming the setting.
+    """
+    toml_file = DEFAULT_CONFIG_FILE
+    if config is not None:
+        if not config.is_file():
+            raise ConfigurationError(f"config file not found: {config}")
+        toml_file = config
+    cls = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}}
+    )
+    try:
+        return cls(**overrides)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigurationError(f"invalid config file {toml_file}: {exc}") from exc

@@ -1,0 +1,112 @@
+"""The simulator through ingest on the embedded broker, as a new user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from commpulse.settings import TopicSettings
+from infra import lease_broker, record_counts, running_broker
+from infra.processes import pid_alive
+from tests.integration.support import COMMPULSE, run_cli, wait_for
+
+TOPICS = TopicSettings()
+
+
+def plain_env() -> dict[str, str]:
+    """No cluster configured: commands start (or join) the embedded broker of their data dir."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("COMMPULSE_")} | {
+        "COLUMNS": "200"
+    }
+
+
+def counts_in(data_dir: Path) -> dict[str, int]:
+    with lease_broker(data_dir / "broker") as lease:
+        return record_counts(lease.bootstrap_servers, [TOPICS.events, TOPICS.dlq])
+
+
+def test_simulate_100k_send_leaves_exactly_100k_records(tmp_path: Path) -> None:
+    result = run_cli(
+        "--data-dir", str(tmp_path), "simulate", "--events", "100000", "--send", env=plain_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert "100,000 sent · 0 dead-lettered · 0 duplicates dropped" in result.stdout
+    assert running_broker(tmp_path / "broker") is None  # its broker stopped with it
+    # Counted by offsets on a broker restarted from the same data: nothing lost, nothing extra.
+    assert counts_in(tmp_path) == {TOPICS.events: 100_000, TOPICS.dlq: 0}
+
+
+def test_ctrl_c_during_ingest_stops_everything(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [COMMPULSE, "--data-dir", str(tmp_path), "simulate", "--events", "5000000", "--send"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plain_env(),
+        start_new_session=True,
+    ) as process:
+        assert wait_for(lambda: running_broker(tmp_path / "broker") is not None, timeout=30)
+        lease = running_broker(tmp_path / "broker")
+        assert lease is not None
+        time.sleep(2)  # let it send for a while
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().endswith("interrupted; stopped cleanly")
+    assert "Traceback" not in err
+    assert wait_for(
+        lambda: not pid_alive(lease.broker_pid) and not pid_alive(lease.keeper_pid), timeout=15
+    )
+
+
+def test_sigterm_during_ingest_stops_everything(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [COMMPULSE, "--data-dir", str(tmp_path), "simulate", "--events", "5000000", "--send"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plain_env(),
+    ) as process:
+        assert wait_for(lambda: running_broker(tmp_path / "broker") is not None, timeout=30)
+        lease = running_broker(tmp_path / "broker")
+        assert lease is not None
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert wait_for(
+        lambda: not pid_alive(lease.broker_pid) and not pid_alive(lease.keeper_pid), timeout=15
+    )
+
+
+def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = run_cli("demo", "--events", "20000", "--workdir", str(workdir), env=plain_env())
+    assert result.returncode == 0, result.stderr
+    assert "20,000 sent · 0 dead-lettered" in result.stdout
+    lines = {
+        line.split()[0]: line.split()[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("commpulse.")
+    }
+    assert lines == {
+        "commpulse.events": "20,000",
+        "commpulse.events.dlq": "0",
+        "commpulse.kpis": "0",
+        "commpulse.alerts": "0",
+    }
+    assert running_broker(workdir / "data" / "broker") is None
+    # A second demo in the same work dir starts fresh.
+    again = run_cli("demo", "--events", "1000", "--workdir", str(workdir), env=plain_env())
+    assert again.returncode == 0, again.stderr
+    assert counts_in(workdir / "data") == {TOPICS.events: 1000, TOPICS.dlq: 0}
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = run_cli("demo", "--events", "10", "--workdir", str(tmp_path), env=plain_env())
+    assert result.returncode == 1
+    assert "is not empty and was not made by `commpulse demo`" in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -1,0 +1,128 @@
+"""The command line: help, version, and errors as one line with an exit code."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commpulse import __version__
+from commpulse.cli import main
+
+COMMANDS = ["broker", "topics", "ingest", "serve-ingest", "simulate", "demo"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigterm() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+def test_help_lists_every_command_with_a_whole_line_of_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(capsys, monkeypatch, "--help")
+    assert code == 0
+    listed = out.split("Commands:")[1].strip().splitlines()
+    assert [line.split()[0] for line in listed] == COMMANDS
+    for line in listed:
+        assert line.rstrip().endswith(".") and "..." not in line, line
+
+
+def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(capsys, monkeypatch, "--version") == (0, f"commpulse {__version__}\n", "")
+
+
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(capsys, monkeypatch, "no-such-command")
+    assert code == 2 and "No such command" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ("ingest", "/nonexistent/events.jsonl"),
+            1,
+            "error: /nonexistent/events.jsonl: no such file",
+        ),
+        (
+            ("--config", "/nonexistent/c.toml", "topics"),
+            1,
+            "error: config file not found: /nonexistent/c.toml",
+        ),
+        (
+            ("simulate", "--send", "--out", "x.jsonl"),
+            2,
+            "error: choose either --out FILE or --send, not both",
+        ),
+    ],
+)
+def test_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    code: int,
+    message: str,
+) -> None:
+    exit_code, _, err = run(capsys, monkeypatch, *args)
+    assert (exit_code, err.strip()) == (code, message)
+
+
+def test_bad_settings_are_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("COMMPULSE_TOPICS__EVENTS_PARTITIONS", "zero")
+    code, _, err = run(capsys, monkeypatch, "--data-dir", str(tmp_path), "topics")
+    assert code == 1
+    assert (
+        err.strip()
+        == "error: invalid settings: topics.events_partitions: Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_a_taken_http_port_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(
+            capsys, monkeypatch, "--data-dir", str(tmp_path), "serve-ingest", "--port", str(port)
+        )
+    assert code == 1
+    assert err.strip().startswith(
+        f"error: HTTP ingest cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_unexpected_errors_are_one_line_too(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def explode(*_: object, **__: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("commpulse.cli.cmd_ingest.open_file", explode)
+    code, _, err = run(capsys, monkeypatch, "ingest", str(tmp_path / "x.jsonl"))
+    assert code == 1
+    assert (
+        err.strip()
+        == "error: unexpected RuntimeError: disk on fire (rerun with --debug for details)"
+    )
