@@ -36,5 +36,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+# (the build backend warns about editable installs; nothing to act on)
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
 echo "setup: commpulse $(.venv/bin/commpulse --version | cut -d' ' -f2) is ready in .venv" >&2
