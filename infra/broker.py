@@ -126,6 +126,10 @@ class EmbeddedBroker:
     Nothing happens until :meth:`start`; ``with`` starts and always stops it.
     With ``die_with_parent`` (the default) Linux stops the broker when the
     process that started it dies, even by SIGKILL, so no broker is orphaned.
+    Linux ties that signal to the *thread* that started it: call :meth:`start`
+    from a thread that lives as long as the broker should (the main thread).
+    Linux ties that signal to the *thread* that started it: call :meth:`start`
+    from a thread that lives as long as the broker should (the main thread).
     """
 
     def __init__(

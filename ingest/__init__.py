@@ -12,6 +12,7 @@ from ingest.errors import (
     DeliveryError,
     EventDecodeError,
     InputError,
+    KafkaUnreachableError,
 )
 from ingest.events import (
     REQUIRED_FIELDS,
@@ -46,6 +47,7 @@ __all__ = [
     "EventType",
     "IngestCounts",
     "InputError",
+    "KafkaUnreachableError",
     "Limits",
     "Producer",
     "Pseudonymiser",

@@ -7,6 +7,7 @@ each into one readable line and a non-zero exit code.
     ├── ConfigurationError        a setting or an argument cannot work
     ├── InputError                an input file cannot be read at all
     ├── EventDecodeError          a record on an events topic is not a valid event
+    ├── KafkaUnreachableError     Kafka cannot be reached at all
     └── DeliveryError             records could not be delivered to Kafka
 
 ``infra`` imports nothing of ours, so its errors have their own root,
@@ -24,6 +25,7 @@ __all__ = [
     "DeliveryError",
     "EventDecodeError",
     "InputError",
+    "KafkaUnreachableError",
 ]
 
 
@@ -57,6 +59,10 @@ class EventDecodeError(CommpulseError):
         if topic is not None:
             where = f" at {topic}[{partition}]@{offset}"
         super().__init__(f"cannot decode event{where}: {message}")
+
+
+class KafkaUnreachableError(CommpulseError):
+    """No Kafka broker answered at the configured bootstrap servers."""
 
 
 class DeliveryError(CommpulseError):

@@ -25,12 +25,12 @@ from typing import Any, Final, Self
 
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError
 from pydantic_core import PydanticSerializationError
 
 from ingest.codec import encode, kafka_key, timestamp_ms
 from ingest.deadletter import DeadLetter
-from ingest.errors import ConfigurationError
+from ingest.errors import ConfigurationError, KafkaUnreachableError
 from ingest.events import Event
 from ingest.pseudonym import Pseudonymiser
 from ingest.validation import RejectCode, Rejection, Validator
@@ -143,7 +143,13 @@ class Producer:
 
     def start(self) -> Self:
         if self._kafka is None:
-            self._kafka = KafkaProducer(**self._config)
+            try:
+                self._kafka = KafkaProducer(**self._config)
+            except KafkaConfigurationError as exc:
+                raise ConfigurationError(f"Kafka producer settings: {exc}") from exc
+            except KafkaError as exc:
+                servers = self._config["bootstrap_servers"]
+                raise KafkaUnreachableError(f"cannot reach Kafka at {servers}: {exc}") from exc
         return self
 
     def flush(self, timeout: float | None = None) -> IngestCounts:
@@ -339,16 +345,18 @@ class Producer:
             self._counts.dead_lettered += 1
 
     def _on_failed(self, topic: str, source: str, event_id: str | None, exc: BaseException) -> None:
-        log.warning(
-            "not delivered topic=%s source=%s event_id=%s error=%s", topic, source, event_id, exc
-        )
         with self._lock:
+            first = not self._counts.failed
             self._counts.pending -= 1
             self._counts.failed += 1
             if len(self.failures) < _MAX_KEPT:
                 self.failures.append(
                     DeliveryFailure(topic, source, event_id, f"{type(exc).__name__}: {exc}")
                 )
+        (log.warning if first else log.debug)(
+            "not delivered topic=%s source=%s event_id=%s error=%s%s",
+            topic, source, event_id, exc, " (further failures are counted, not logged)" if first else "",
+        )  # fmt: skip
 
     def _require_started(self) -> KafkaProducer:
         if self._kafka is None:
