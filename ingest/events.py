@@ -201,19 +201,16 @@ class Event(BaseModel):
             return int(value)
         return value
 
-    @field_validator(*ACTOR_FIELDS)
+    @field_validator(*ACTOR_FIELDS, *JOIN_KEY_FIELDS)
     @classmethod
-    def _pseudonymise_actor(cls, value: str, info: ValidationInfo) -> str:
+    def _pseudonymise(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Applies the context's pseudonymiser: to actors always, to join keys that hold an ``@``."""
         pseudonymise = info.context.get(PSEUDONYMISE) if info.context else None
-        return pseudonymise(value) if pseudonymise else value
-
-    @field_validator(*JOIN_KEY_FIELDS)
-    @classmethod
-    def _pseudonymise_join_key(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or "@" not in value or not info.context:
+        if pseudonymise is None or value is None:
             return value
-        pseudonymise = info.context.get(PSEUDONYMISE)
-        return pseudonymise(value) if pseudonymise else value
+        if info.field_name in JOIN_KEY_FIELDS and "@" not in value:
+            return value
+        return pseudonymise(value)  # type: ignore[no-any-return]
 
     @field_validator("occurred_at")
     @classmethod

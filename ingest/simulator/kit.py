@@ -26,6 +26,9 @@ __all__ = ["Kit", "Pending", "StoryFn", "event"]
 Pending: TypeAlias = dict[str, Any]
 StoryFn: TypeAlias = Callable[["Kit", Channel, float], list[Pending]]
 
+#: The actor id of the system that reports bounces.
+MAILER: Final = "system-mailer"
+
 _MINUTE: Final = 60.0
 _HOUR: Final = 3600.0
 _DAY: Final = 86_400.0

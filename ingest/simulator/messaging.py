@@ -12,7 +12,7 @@ from math import log
 from typing import Final, NamedTuple
 
 from ingest.events import ActorRole, Decision, EventType
-from ingest.simulator.kit import Kit, Pending, event
+from ingest.simulator.kit import MAILER, Kit, Pending, event
 from ingest.simulator.org import Channel
 
 __all__ = ["announcement", "email", "forum", "im", "knowledge_base", "meeting"]
@@ -35,7 +35,6 @@ _APPROVED: Final = Decision.APPROVED.value
 _CHANGES: Final = Decision.CHANGES_REQUESTED.value
 _REJECTED: Final = Decision.REJECTED.value
 
-_MAILER: Final = "system-mailer"
 _PLANNED_S: Final = (900.0, 1800.0, 1800.0, 2700.0, 3600.0, 3600.0, 5400.0)
 _ANNOUNCEMENT_READS: Final = 300  # at most, so that big fan-outs do not dominate the volume
 
@@ -159,7 +158,7 @@ def email(kit: Kit, channel: Channel, start: float) -> list[Pending]:
     conversation, message = kit.new_id("thread"), kit.new_id("mail")
     out = [_send(kit, channel, start, sender, message, conversation, audience.recipients)]
     if kit.chance(0.01):
-        raw = event(channel, start + 2.0 + kit.expo(_MINUTE), _BOUNCED, _MAILER, _SYSTEM)
+        raw = event(channel, start + 2.0 + kit.expo(_MINUTE), _BOUNCED, MAILER, _SYSTEM)
         raw["message_id"] = message
         out.append(raw)
         return out

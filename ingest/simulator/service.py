@@ -17,7 +17,7 @@ from itertools import accumulate
 from typing import Any, Final
 
 from ingest.events import ActorRole, ChannelKind, EventType, RequestCategory, Scope, Visibility
-from ingest.simulator.kit import Kit, Pending, event
+from ingest.simulator.kit import MAILER, Kit, Pending, event
 from ingest.simulator.org import Channel
 
 __all__ = ["call", "chat", "request", "service_mail"]
@@ -48,7 +48,6 @@ _NOTE: Final = Visibility.INTERNAL.value
 _INTERNAL: Final = Scope.INTERNAL.value
 _COMPLAINT: Final = RequestCategory.COMPLAINT.value
 
-_MAILER: Final = "system-mailer"
 # How many follow-up rounds a requester starts: none, one, two, three.
 _ROUNDS: Final = tuple(accumulate((0.45, 0.35, 0.15, 0.05)))
 
@@ -258,7 +257,7 @@ def service_mail(kit: Kit, channel: Channel, start: float) -> list[Pending]:
             reply, _SENT, agent, _AGENT, message_id=said, in_reply_to=asked, recipient_count=1
         )
         if kit.chance(0.01):
-            thread.add(last + 5.0 + kit.expo(_MINUTE), _BOUNCED, _MAILER, _SYSTEM, message_id=said)
+            thread.add(last + 5.0 + kit.expo(_MINUTE), _BOUNCED, MAILER, _SYSTEM, message_id=said)
             return thread.events
     if kit.chance(0.7):
         closed = thread.add(kit.working_delay(last, kit.expo(_HOUR)), _RESOLVED, agent, _AGENT)

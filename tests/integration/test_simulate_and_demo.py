@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from commpulse.settings import TopicSettings
 from infra import lease_broker, record_counts, running_broker
 from infra.processes import pid_alive
@@ -39,43 +41,28 @@ def test_simulate_100k_send_leaves_exactly_100k_records(tmp_path: Path) -> None:
     assert counts_in(tmp_path) == {TOPICS.events: 100_000, TOPICS.dlq: 0}
 
 
-def test_ctrl_c_during_ingest_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupting_an_ingest_stops_everything(tmp_path: Path, how: str) -> None:
     with subprocess.Popen(
         [COMMPULSE, "--data-dir", str(tmp_path), "simulate", "--events", "5000000", "--send"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=plain_env(),
-        start_new_session=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
     ) as process:
         assert wait_for(lambda: running_broker(tmp_path / "broker") is not None, timeout=30)
         lease = running_broker(tmp_path / "broker")
         assert lease is not None
         time.sleep(2)  # let it send for a while
-        os.killpg(process.pid, signal.SIGINT)
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            process.terminate()
         _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err.strip().endswith("interrupted; stopped cleanly")
     assert "Traceback" not in err
-    assert wait_for(
-        lambda: not pid_alive(lease.broker_pid) and not pid_alive(lease.keeper_pid), timeout=15
-    )
-
-
-def test_sigterm_during_ingest_stops_everything(tmp_path: Path) -> None:
-    with subprocess.Popen(
-        [COMMPULSE, "--data-dir", str(tmp_path), "simulate", "--events", "5000000", "--send"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=plain_env(),
-    ) as process:
-        assert wait_for(lambda: running_broker(tmp_path / "broker") is not None, timeout=30)
-        lease = running_broker(tmp_path / "broker")
-        assert lease is not None
-        process.terminate()
-        _, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "Traceback" not in err
     assert wait_for(
         lambda: not pid_alive(lease.broker_pid) and not pid_alive(lease.keeper_pid), timeout=15
     )
