@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ from ingest import DeadLetter, Producer, Pseudonymiser, RejectCode, decode
 from ingest.http import create_app
 from tests.helpers import event_dict
 from tests.integration.invalid_inputs import invalid_lines, valid_lines
-from tests.integration.support import PSEUDONYM_KEY, consume_all
+from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, wait_for
 
 TOKEN = "test-token-0123456789abcdef"
 LIMIT = 256 * 1024
@@ -170,3 +173,43 @@ def test_health_and_openapi_need_no_token(server: Server) -> None:
     assert set(post["responses"]) >= {"202", "400", "401", "413", "503"}
     assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
     assert "event_type" in spec["components"]["schemas"]["Event"]["properties"]
+
+
+def test_the_serve_ingest_command_generates_a_token_and_serves_until_ctrl_c(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    port = free_port()
+    with subprocess.Popen(
+        [COMMPULSE, "serve-ingest", "--port", str(port)],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        token_file = settings.data_dir / "secrets" / "ingest.token"
+        assert banner.startswith(
+            f"HTTP ingest on http://127.0.0.1:{port}/v1/events (token in {token_file})"
+        )
+        url = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _answers(url), timeout=15)
+        token = token_file.read_text().strip()
+        body = b"\n".join(valid_lines(5))
+        headers = {"authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
+        response = httpx.post(f"{url}/v1/events", content=body, headers=headers, timeout=30)
+        assert response.status_code == 202 and response.json()["accepted"] == 5
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "kafka": True}
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode in (0, 130) and "Traceback" not in err
+    server = Server(url, settings)
+    assert len(server.events()) == 5
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -11,6 +11,8 @@ import pytest
 
 from commpulse import __version__
 from commpulse.cli import main
+from ingest import Event, Validator
+from ingest.importers import open_file
 
 COMMANDS = ["broker", "topics", "ingest", "serve-ingest", "simulate", "demo"]
 
@@ -126,3 +128,43 @@ def test_unexpected_errors_are_one_line_too(
         err.strip()
         == "error: unexpected RuntimeError: disk on fire (rerun with --debug for details)"
     )
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv.gz", ".parquet"])
+def test_simulate_writes_the_same_events_for_the_same_seed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, suffix: str
+) -> None:
+    end = "2026-09-30T16:00:00+08:00"
+    outputs = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        path = tmp_path / f"{name}{suffix}"
+        code, out, _ = run(
+            capsys,
+            monkeypatch,
+            "simulate",
+            "-n",
+            "2000",
+            "--seed",
+            seed,
+            "--end",
+            end,
+            "--out",
+            str(path),
+        )
+        assert code == 0 and out.strip() == f"wrote 2,000 events to {path}"
+        outputs.append(path)
+    events = [list(open_file(path).records()) for path in outputs]
+    assert [len(e) for e in events] == [2000, 2000, 2000]
+    assert [r.data for r in events[0]] == [r.data for r in events[1]]
+    assert [r.data for r in events[0]] != [r.data for r in events[2]]
+    if suffix == ".jsonl":
+        assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+def test_simulate_to_stdout_is_jsonl(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(capsys, monkeypatch, "simulate", "-n", "25", "--end", "2026-09-30T00:00:00Z")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 25
+    assert all(isinstance(Validator().from_json(line.encode()), Event) for line in lines)
