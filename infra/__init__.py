@@ -1,8 +1,9 @@
-"""Infrastructure: the embedded broker and topic provisioning.
+"""Infrastructure: the embedded broker, Alertmanager for local use and tests, topic provisioning.
 
 Imports nothing of ours; the shell passes settings in as plain values.
 """
 
+from infra.alertmanager import AlertmanagerError, AlertmanagerProcess, alertmanager_binary
 from infra.broker import EmbeddedBroker, broker_binary, kafka_reachable, wait_until_ready
 from infra.errors import BrokerError, InfraError, TopicError
 from infra.lease import BrokerLease, lease_broker, running_broker
@@ -10,6 +11,8 @@ from infra.ports import free_port
 from infra.topics import TopicReport, TopicSpec, ensure_topics, record_counts
 
 __all__ = [
+    "AlertmanagerError",
+    "AlertmanagerProcess",
     "BrokerError",
     "BrokerLease",
     "EmbeddedBroker",
@@ -17,6 +20,7 @@ __all__ = [
     "TopicError",
     "TopicReport",
     "TopicSpec",
+    "alertmanager_binary",
     "broker_binary",
     "ensure_topics",
     "free_port",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from kafka.errors import KafkaError
 
 from infra.errors import BrokerError
 from infra.ports import free_port
+from infra.processes import with_parent_death_signal
 
 __all__ = ["EmbeddedBroker", "broker_binary", "kafka_reachable", "wait_until_ready"]
 
@@ -103,21 +103,6 @@ def _accepts_connections(bootstrap: str, timeout: float) -> bool:
         except (OSError, ValueError):
             continue
     return False
-
-
-def _with_parent_death_signal(command: list[str]) -> list[str]:
-    """Prefix ``command`` so Linux SIGTERMs it when the process that started it dies.
-
-    ``setpriv`` (util-linux, on every Debian) sets the parent-death signal and
-    execs the command; unlike ``preexec_fn`` it is safe in threaded programs.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        log.warning(
-            "setpriv not found: the broker will not stop by itself if its starter is killed"
-        )
-        return command
-    return [setpriv, "--pdeathsig", "TERM", "--", *command]
 
 
 class EmbeddedBroker:
@@ -204,7 +189,7 @@ class EmbeddedBroker:
             "--kafka-port", str(port),
         ]  # fmt: skip
         if self.die_with_parent:
-            command = _with_parent_death_signal(command)
+            command = with_parent_death_signal(command)
         with self.log_path.open("ab") as out:
             self._process = subprocess.Popen(
                 command,

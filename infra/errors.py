@@ -5,7 +5,8 @@
 
     InfraError
     ├── BrokerError           the embedded broker cannot start, answer or stop
-    └── TopicError            topics cannot be created or do not match their spec
+    ├── TopicError            topics cannot be created or do not match their spec
+    └── AlertmanagerError     (infra.alertmanager) Alertmanager cannot start or answer
 """
 
 from __future__ import annotations

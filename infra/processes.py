@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["pid_alive", "read_json", "try_lock", "write_json_atomic"]
+__all__ = ["pid_alive", "read_json", "try_lock", "with_parent_death_signal", "write_json_atomic"]
+
+log = logging.getLogger(__name__)
+
+
+def with_parent_death_signal(command: list[str]) -> list[str]:
+    """Prefix ``command`` so Linux SIGTERMs it when the thread that started it dies.
+
+    ``setpriv`` (util-linux, on every Debian) sets the parent-death signal and
+    execs the command, so the child's pid is the command's own; unlike
+    ``preexec_fn`` it is safe in threaded programs.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.warning(
+            "setpriv not found: %s will not stop by itself if its starter is killed", command[0]
+        )
+        return command
+    return [setpriv, "--pdeathsig", "TERM", "--", *command]
 
 
 def pid_alive(pid: int) -> bool:
