@@ -1,7 +1,8 @@
 """File importers: canonical events from JSONL, CSV and Parquet files.
 
-(Importers of foreign formats, such as mailbox archives or GitHub events, map
-their input onto canonical events and live beside these.)
+Importers of foreign formats map their input onto canonical events and live
+beside these: :class:`MboxArchive` (mailbox archives) and :class:`GhArchive`
+(GH Archive hourly files); docs/importers.md describes their mappings.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Final, Literal
 from ingest.errors import InputError
 from ingest.importers.base import EVENT_FIELDS, SourceFile
 from ingest.importers.csvfile import CsvFile
+from ingest.importers.foreign import Problem
+from ingest.importers.gharchive import GhArchive, GhArchiveStats
 from ingest.importers.jsonl import JsonLinesFile
+from ingest.importers.mbox import MboxArchive, MboxStats
 from ingest.importers.parquet import ParquetFile
 
 __all__ = [
@@ -20,8 +24,13 @@ __all__ = [
     "FORMATS",
     "CsvFile",
     "FileFormat",
+    "GhArchive",
+    "GhArchiveStats",
     "JsonLinesFile",
+    "MboxArchive",
+    "MboxStats",
     "ParquetFile",
+    "Problem",
     "SourceFile",
     "open_file",
 ]

@@ -14,14 +14,25 @@ from commpulse.cli import main
 from ingest import Event, Validator
 from ingest.importers import open_file
 
-COMMANDS = ["broker", "topics", "ingest", "serve-ingest", "simulate", "demo"]
+COMMANDS = [
+    "broker",
+    "topics",
+    "ingest",
+    "serve-ingest",
+    "simulate",
+    "demo",
+    "stream",
+    "kpis",
+    "import",
+]
 
 
 @pytest.fixture(autouse=True)
-def _restore_sigterm() -> Iterator[None]:
-    previous = signal.getsignal(signal.SIGTERM)
+def _restore_signal_handlers() -> Iterator[None]:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     yield
-    signal.signal(signal.SIGTERM, previous)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def run(
