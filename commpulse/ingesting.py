@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from commpulse import signals
 from commpulse.kafka import connect, make_producer
 from commpulse.settings import Settings
 from ingest import BatchResult, DeliveryFailure, IngestCounts, Record
@@ -58,6 +59,7 @@ def ingest_sources(
             def tick(source: Source = source) -> None:
                 nonlocal ticks
                 ticks += 1
+                signals.check()  # an interrupt swallowed inside kafka-python is raised again here
                 if on_progress is not None and ticks % _PROGRESS_EVERY == 0:
                     on_progress(source)
 

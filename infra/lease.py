@@ -155,7 +155,10 @@ def _await_shutdown_if_last(directory: Path, keeper_pid: int | None, timeout: fl
     """
     deadline = time.monotonic() + timeout
     state_file = directory / STATE_FILE
-    with (directory / "users.lock").open("a+") as users:
+    with (
+        (directory / "start.lock").open("a+") as start,
+        (directory / "users.lock").open("a+") as users,
+    ):
         while time.monotonic() < deadline:
             state = read_json(state_file)
             if state is None:
@@ -164,8 +167,16 @@ def _await_shutdown_if_last(directory: Path, keeper_pid: int | None, timeout: fl
             elif not pid_alive(int(state.get("keeper_pid", 0))):
                 return  # the keeper died; its broker went with it (die-with-parent)
             elif state.get("status") != "stopping":
-                if not try_lock(users, fcntl.LOCK_EX):
-                    return  # someone else still uses it; the last of them will stop it
-                fcntl.flock(users, fcntl.LOCK_UN)
+                # Under start.lock, as the keeper decides: it cannot be half-way
+                # between taking the users lock and announcing that it stops.
+                fcntl.flock(start, fcntl.LOCK_EX)
+                try:
+                    state = read_json(state_file)
+                    if state is not None and state.get("status") != "stopping":
+                        if not try_lock(users, fcntl.LOCK_EX):
+                            return  # someone else still uses it; the last of them will stop it
+                        fcntl.flock(users, fcntl.LOCK_UN)
+                finally:
+                    fcntl.flock(start, fcntl.LOCK_UN)
             time.sleep(0.05)
     log.warning("the embedded broker for %s did not stop within %.0f s", directory, timeout)

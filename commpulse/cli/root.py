@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.logging import RichHandler
 
-from commpulse import __version__
+from commpulse import __version__, signals
 from commpulse.cli.console import err
 from commpulse.settings import Settings, load_settings
 from infra import InfraError
@@ -112,14 +110,6 @@ def root(
     ctx.obj = State(config=config, overrides=overrides)
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived; unwinds like Ctrl-C so that every ``finally`` runs."""
-
-
-def _on_sigterm(_signum: int, _frame: FrameType | None) -> NoReturn:
-    raise Terminated
-
-
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
@@ -129,7 +119,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of the console script: every error is one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signals.install()
     try:
         code = app(args=args, prog_name="commpulse", standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code, after every finally ran
@@ -141,7 +131,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         else:
             err.print(f"error: {exc.format_message()}", markup=False)
         code = getattr(exc, "exit_code", EXIT_USAGE)
-    except (typer.Abort, KeyboardInterrupt, Terminated):
+    except (typer.Abort, KeyboardInterrupt, signals.StopRequested):
         err.print("interrupted; stopped cleanly")
         code = EXIT_INTERRUPTED
     except (CommpulseError, InfraError) as exc:
