@@ -1,0 +1,98 @@
+"""The read rules, once, for the stream and the warehouse.
+
+A message (``message_sent`` with ``recipient_count``) is read by each distinct
+reader other than its sender whose first ``message_read`` comes within the
+read window after the send; readers are capped at the recipient count. A
+``message_bounced`` or ``message_misdelivered`` within the read window takes
+the message out of the read rate. Like requests, the state is
+order-independent: reads may arrive before their message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metrics.facts import MessageFact
+from metrics.policy import KpiRules
+
+__all__ = ["MessageState"]
+
+
+class MessageState:
+    """What is known about one message; it is a message once :attr:`sent_at` is set."""
+
+    __slots__ = ("bounced_at", "misdelivered_at", "readers", "recipients", "sender", "sent_at")
+
+    def __init__(self) -> None:
+        self.sent_at: float | None = None
+        self.sender: str | None = None
+        self.recipients: int | None = None
+        self.readers: dict[str, float] = {}  # reader -> first read
+        self.bounced_at: float | None = None
+        self.misdelivered_at: float | None = None
+
+    def send(self, at: float, sender: str, recipients: int | None) -> bool:
+        if self.sent_at is not None and self.sent_at <= at:
+            return False
+        self.sent_at, self.sender, self.recipients = at, sender, recipients
+        return True
+
+    def read(self, at: float, reader: str) -> bool:
+        first = self.readers.get(reader)
+        if first is not None and first <= at:
+            return False
+        self.readers[reader] = at
+        return True
+
+    def flag(self, event_type: str, at: float) -> bool:
+        name = "bounced_at" if event_type == "message_bounced" else "misdelivered_at"
+        current = getattr(self, name)
+        if current is not None and current <= at:
+            return False
+        setattr(self, name, at)
+        return True
+
+    def fact(self, channel_id: str, message_id: str, rules: KpiRules) -> MessageFact:
+        sent = self.sent_at
+        assert sent is not None and self.sender is not None, "not sent"
+        until = sent + rules.read_window.calendar_seconds
+        reads = [
+            t for reader, t in self.readers.items() if reader != self.sender and sent <= t <= until
+        ]
+        readers = len(reads)
+        if self.recipients is not None:
+            readers = min(readers, self.recipients)
+        return MessageFact(
+            channel_id=channel_id,
+            message_id=message_id,
+            sent_at=sent,
+            sender=self.sender,
+            recipients=self.recipients,
+            readers=readers,
+            first_read_at=min(reads) if reads else None,
+            bounced=self.bounced_at is not None and sent <= self.bounced_at <= until,
+            misdelivered=self.misdelivered_at is not None and sent <= self.misdelivered_at <= until,
+        )
+
+    def dump(self) -> list[Any]:
+        return [
+            self.sent_at,
+            self.sender,
+            self.recipients,
+            self.readers,
+            self.bounced_at,
+            self.misdelivered_at,
+        ]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> MessageState:
+        state = cls()
+        (
+            state.sent_at,
+            state.sender,
+            state.recipients,
+            state.readers,
+            state.bounced_at,
+            state.misdelivered_at,
+        ) = data
+        return state
