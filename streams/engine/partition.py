@@ -1,0 +1,635 @@
+"""The stream's state machine for one partition of the packed topic.
+
+:meth:`PartitionEngine.apply` takes events in source order and updates the
+state (each event applied to each piece of state at most once, by offset);
+:meth:`PartitionEngine.updates` says which KPI windows changed or became
+final, and :meth:`PartitionEngine.checkpoint` what to write to the table.
+Nothing here does I/O: the faust app drives it.
+
+Lateness and finality: events of one kind from one source partition form a
+*group* and arrive in order; the group's watermark is the latest event time
+seen. An event more than ``grace`` older than its group's watermark is late
+and dropped. A window's KPIs become final once the watermark passes the
+window's end, plus the time its facts can still change (the KPI's settle
+rule), plus grace; the same rules bound the facts (:mod:`metrics.policy`),
+so a final window never changes again. A kind's window also waits for the
+kind's group in every source partition, so that no channel can still join
+it. A source partition the packer has caught up with at two ticks in a row
+is idle: its groups' watermarks move up to the kind's (see :meth:`tick`), so
+that a quiet partition does not hold the kind's windows back for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from metrics.catalog import CATALOG, Result
+from metrics.channels import ChannelCatalog
+from metrics.messages import MessageState
+from metrics.policy import ChannelPolicy, KpiRules
+from metrics.requests import MESSAGE_REQUEST_KINDS, RequestState, opening_type, role_in_request
+from metrics.windows import Granularity, Window, WindowClock
+from streams.engine.state import (
+    ChannelMeta,
+    Clock,
+    DayBucket,
+    bucket_key,
+    clock_key,
+    meta_key,
+    parse_key,
+)
+
+__all__ = ["AlertTransition", "EngineConfig", "KpiUpdate", "PartitionEngine"]
+
+log = logging.getLogger(__name__)
+
+_DAY: Final = 86400.0
+_HUMAN: Final = frozenset({"employee", "agent", "customer", "partner"})
+_ACTIVITY_TYPES: Final = frozenset({"message_sent", "message_read"})
+_MESSAGE_TYPES: Final = frozenset(
+    {"message_sent", "message_read", "message_bounced", "message_misdelivered"}
+)
+_REQUEST_TYPES: Final = frozenset(
+    {
+        "ticket_opened", "ticket_replied", "ticket_handed_off", "ticket_resolved", "ticket_reopened",
+        "call_received", "call_answered", "post_submitted", "post_reviewed",
+    }
+)  # fmt: skip
+_SETTLES: Final = ("none", "read_window", "response", "reopen_window")
+_KPIS_BY_SETTLE: Final = {s: tuple(k.name for k in CATALOG if k.settle == s) for s in _SETTLES}
+_GRANULARITIES: Final[tuple[Granularity, ...]] = ("hour", "day")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    catalog: ChannelCatalog
+    clock: WindowClock
+    grace_s: float = 600.0
+    #: changed (non-final) windows are sent at most this often; finals at once
+    emit_interval_s: float = 1.0
+    #: partitions of the events topic: a kind's window waits for its group in each of them
+    sources: int = 1
+
+    @property
+    def rules(self) -> KpiRules:
+        return self.catalog.rules
+
+    @property
+    def request_days(self) -> int:
+        return int(self.rules.max_request_age.calendar_seconds // _DAY) + 1
+
+    @property
+    def read_days(self) -> int:
+        return int(self.rules.read_window.calendar_seconds // _DAY) + 1
+
+    @property
+    def retention_s(self) -> float:
+        """How long a day's state is kept after the day: long enough for every rule."""
+        rules = self.rules
+        longest = max(
+            rules.max_request_age.calendar_seconds, 28 * _DAY, rules.read_window.calendar_seconds
+        )
+        return longest + rules.response_horizon.calendar_seconds + 14 * _DAY + self.grace_s
+
+
+@dataclass(frozen=True, slots=True)
+class KpiUpdate:
+    channel_id: str | None  # None: the whole kind (and scope)
+    channel_kind: str
+    scope: str
+    kpi: str
+    window: Window
+    result: Result
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    channel_id: str
+    channel_kind: str
+    scope: str
+    status: str  # "firing" or "resolved"
+    last_activity_at: float
+    threshold_business_s: float
+    idle_business_s: float
+    starts_at: float
+    ends_at: float | None
+
+
+@dataclass(slots=True)
+class _Event:
+    """The event being applied: which state pieces it found fresh, which it changed."""
+
+    offset: int
+    fresh: dict[int, bool] = field(default_factory=dict)
+    touched: list[DayBucket] = field(default_factory=list)
+
+    def is_fresh(self, bucket: DayBucket) -> bool:
+        key = id(bucket)
+        fresh = self.fresh.get(key)
+        if fresh is None:
+            fresh = self.fresh[key] = self.offset > bucket.applied
+            if fresh:
+                self.touched.append(bucket)
+        return fresh
+
+
+class PartitionEngine:
+    """All state of one packed partition: channels of a kind (or several kinds)."""
+
+    def __init__(self, partition: int, config: EngineConfig) -> None:
+        self.partition = partition
+        self.config = config
+        self.clock = Clock()
+        self.metas: dict[str, ChannelMeta] = {}
+        self.buckets: dict[tuple[str, int], DayBucket] = {}
+        self.late_dropped = 0
+        self.applied_events = 0
+        self._dirty_buckets: set[tuple[str, int]] = set()
+        self._deleted: set[tuple[str, int]] = set()
+        self._dirty_metas: set[str] = set()
+        self._dirty_windows: set[tuple[str, Granularity, float, int]] = set()
+        self._advanced: set[str] = set()
+        self._dirty_clock = False
+        self._alerts: list[AlertTransition] = []
+        #: last non-final result sent per (channel or None, kind/scope, kpi, granularity, start)
+        self.emitted: dict[tuple[str | None, str, str, str, float], Result] = {}
+        self._policies: dict[str, ChannelPolicy] = {}
+        self._days: dict[str, set[int]] = {}
+        self._members: dict[tuple[str, str], list[str]] = {}
+        #: (channel, day of first resolution) -> {conversation: day it opened}
+        self._resolutions: dict[tuple[str, int], dict[str, int]] = {}
+        self._last_emit = float("-inf")
+
+    # -- restore -------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls, partition: int, config: EngineConfig, entries: Iterable[tuple[bytes, bytes]]
+    ) -> PartitionEngine:
+        """Rebuild from the table's entries for ``partition`` (recovered from the changelog)."""
+        engine = cls(partition, config)
+        for key, value in entries:
+            part, kind, day, channel_id = parse_key(key)
+            if part != partition:
+                continue
+            if kind == "b":
+                assert day is not None and channel_id is not None
+                engine.buckets[(channel_id, day)] = DayBucket.load(channel_id, day, value)
+            elif kind == "m":
+                assert channel_id is not None
+                engine.metas[channel_id] = ChannelMeta.load(channel_id, value)
+            elif kind == "clock":
+                engine.clock = Clock.load(value)
+        for (channel_id, day), bucket in engine.buckets.items():
+            engine._days.setdefault(channel_id, set()).add(day)
+            for conversation, state in bucket.requests.items():
+                engine._index_resolution(channel_id, conversation, state, day, None)
+        for meta in engine.metas.values():
+            engine._members.setdefault((meta.kind, meta.scope), []).append(meta.channel_id)
+        return engine
+
+    # -- applying events -------------------------------------------------------
+
+    def apply(self, source: int, events: Sequence[Mapping[str, Any]]) -> None:
+        """Apply a source partition's events, in their order."""
+        for event in events:
+            self._apply(source, event)
+
+    def _apply(self, source: int, e: Mapping[str, Any]) -> None:
+        t: float = e["_t"]
+        kind: str = e["channel_kind"]
+        group = f"{source}/{kind}"
+        watermarks = self.clock.watermarks
+        mark = watermarks.get(group)
+        if mark is not None and t < mark - self.config.grace_s:
+            self.late_dropped += 1
+            return
+        if mark is None or t > mark:
+            watermarks[group] = t
+            self._advanced.add(group)
+        self.applied_events += 1
+
+        channel_id: str = e["channel_id"]
+        current = _Event(e["_o"])
+        meta = self._meta(channel_id, kind, e["scope"], source)
+        if current.offset > meta.applied:
+            self._update_meta(meta, e, t)
+            meta.applied = current.offset
+            self._dirty_metas.add(channel_id)
+
+        clock = self.config.clock
+        day = clock.day(t)
+        own = self._bucket(channel_id, day)
+        event_type: str = e["event_type"]
+        if event_type in _REQUEST_TYPES or (
+            event_type == "message_sent" and kind in MESSAGE_REQUEST_KINDS
+        ):
+            self._request_event(current, channel_id, e, t, day)
+        if event_type in _MESSAGE_TYPES and e.get("message_id") is not None:
+            self._message_event(current, channel_id, e, t, day)
+
+        if current.is_fresh(own):
+            hour = clock.hour_window(t).start
+            own.volume[hour] = own.volume.get(hour, 0) + 1
+            role: str = e["actor_role"]
+            if event_type in _ACTIVITY_TYPES and role in _HUMAN:
+                if e["actor_id"] not in own.actors:
+                    own.actors.add(e["actor_id"])
+                    self._dirty_trailing(channel_id, day)
+            elif event_type == "meeting_held":
+                own.meetings.append((t, float(e["duration_s"]), e.get("planned_duration_s")))
+            elif event_type == "survey_answered":
+                own.surveys.append((t, int(e["score"])))
+            self._dirty_time(channel_id, t)
+        for bucket in current.touched:
+            bucket.applied = current.offset
+            self._dirty_buckets.add((bucket.channel_id, bucket.day))
+
+    def _update_meta(self, meta: ChannelMeta, e: Mapping[str, Any], t: float) -> None:
+        if meta.last_activity_at is None or t > meta.last_activity_at:
+            meta.last_activity_at = t
+        if e["event_type"] == "channel_archived" and (
+            meta.archived_at is None or t < meta.archived_at
+        ):
+            meta.archived_at = t
+        alert = meta.alert
+        if alert is not None and (t > alert["last_activity_at"] or meta.archived_at is not None):
+            self._alerts.append(
+                AlertTransition(
+                    meta.channel_id,
+                    meta.kind,
+                    meta.scope,
+                    "resolved",
+                    alert["last_activity_at"],
+                    alert["threshold_s"],
+                    alert["idle_s"],
+                    alert["since"],
+                    t,
+                )
+            )
+            meta.alert = None
+
+    def _request_event(
+        self, current: _Event, channel_id: str, e: Mapping[str, Any], t: float, day: int
+    ) -> None:
+        conversation = e.get("conversation_id")
+        if conversation is None:
+            return
+        opened = opening_type(e)
+        home = self._find(channel_id, conversation, day, self.config.request_days, "requests")
+        state = home.requests[conversation] if home is not None else None
+        if opened is not None:
+            target = self._bucket(channel_id, day)
+            if state is None:
+                if current.is_fresh(target):
+                    state = target.requests[conversation] = RequestState()
+                    state.open(opened, t, e["actor_id"], e.get("category"))
+                    self._dirty_request(channel_id, state)
+                return
+            before = state.resolved_at
+            assert home is not None
+            if state.opened_at is not None and state.opened_at <= t:
+                return  # a second opening changes nothing
+            fresh_home = current.is_fresh(home)
+            if home is not target:
+                # The request now opens on another day: it moves to that day's bucket.
+                if fresh_home:
+                    del home.requests[conversation]
+                if not current.is_fresh(target):
+                    return
+                target.requests[conversation] = state
+            elif not fresh_home:
+                return
+            self._dirty_request(channel_id, state)
+            state.open(opened, t, e["actor_id"], e.get("category"))
+            self._dirty_request(channel_id, state)
+            self._index_resolution(channel_id, conversation, state, target.day, before)
+            return
+
+        role = role_in_request(
+            e, state.request_type if state else None, state.requester if state else None
+        )
+        if role is None:
+            return
+        if state is None:
+            target = self._bucket(channel_id, day)
+            if current.is_fresh(target):
+                state = target.requests[conversation] = RequestState()  # before its opening arrives
+                state.apply(role, t, e["actor_id"])
+                self._index_resolution(channel_id, conversation, state, target.day, None)
+            return
+        assert home is not None
+        if (
+            state.opened_at is not None
+            and t - state.opened_at > self.config.rules.max_request_age.calendar_seconds
+        ):
+            return
+        before = state.resolved_at
+        if current.is_fresh(home) and state.apply(role, t, e["actor_id"]):
+            self._dirty_request(channel_id, state)
+            if before is not None:
+                self._dirty_time(channel_id, before)
+            self._index_resolution(channel_id, conversation, state, home.day, before)
+
+    def _message_event(
+        self, current: _Event, channel_id: str, e: Mapping[str, Any], t: float, day: int
+    ) -> None:
+        message_id: str = e["message_id"]
+        home = self._find(channel_id, message_id, day, self.config.read_days, "messages")
+        event_type = e["event_type"]
+        state = home.messages[message_id] if home is not None else None
+        if event_type == "message_sent":
+            target = self._bucket(channel_id, day)
+            if state is None:
+                if current.is_fresh(target):
+                    state = target.messages[message_id] = MessageState()
+                    state.send(t, e["actor_id"], e.get("recipient_count"))
+                    self._dirty_time(channel_id, t)
+                return
+            assert home is not None
+            if state.sent_at is not None and state.sent_at <= t:
+                return
+            if home is not target:
+                if current.is_fresh(home):
+                    del home.messages[message_id]
+                if not current.is_fresh(target):
+                    return
+                target.messages[message_id] = state
+            elif not current.is_fresh(home):
+                return
+            if state.sent_at is not None:
+                self._dirty_time(channel_id, state.sent_at)
+            state.send(t, e["actor_id"], e.get("recipient_count"))
+            self._dirty_time(channel_id, t)
+            return
+        if state is None:
+            target = self._bucket(channel_id, day)
+            if not current.is_fresh(target):
+                return
+            state = target.messages[message_id] = MessageState()  # before its send arrives
+        elif home is not None and not current.is_fresh(home):
+            return
+        changed = (
+            state.read(t, e["actor_id"])
+            if event_type == "message_read"
+            else state.flag(event_type, t)
+        )
+        if changed and state.sent_at is not None:
+            self._dirty_time(channel_id, state.sent_at)
+
+    # -- lookups and dirt ------------------------------------------------------
+
+    def _find(self, channel_id: str, key: str, day: int, days: int, what: str) -> DayBucket | None:
+        """The bucket holding request/message ``key``: the nearest day first, ``days`` either way."""
+        buckets = self.buckets
+        for offset in range(days + 2):
+            for candidate in (day - offset, day + offset) if offset else (day,):
+                bucket = buckets.get((channel_id, candidate))
+                if bucket is not None and key in getattr(bucket, what):
+                    return bucket
+        return None
+
+    def _meta(self, channel_id: str, kind: str, scope: str, source: int) -> ChannelMeta:
+        meta = self.metas.get(channel_id)
+        if meta is None:
+            meta = self.metas[channel_id] = ChannelMeta(channel_id, kind, scope, source)
+            self._members.setdefault((kind, scope), []).append(channel_id)
+            self._dirty_metas.add(channel_id)
+        return meta
+
+    def _bucket(self, channel_id: str, day: int) -> DayBucket:
+        bucket = self.buckets.get((channel_id, day))
+        if bucket is None:
+            bucket = self.buckets[(channel_id, day)] = DayBucket(channel_id, day)
+            self._days.setdefault(channel_id, set()).add(day)
+            self._deleted.discard((channel_id, day))
+        return bucket
+
+    def policy(self, channel_id: str) -> ChannelPolicy:
+        policy = self._policies.get(channel_id)
+        if policy is None:
+            meta = self.metas[channel_id]
+            policy = self._policies[channel_id] = self.config.catalog.policy(channel_id, meta.kind)
+        return policy
+
+    def _dirty_time(self, channel_id: str, t: float) -> None:
+        clock = self.config.clock
+        hour, day_window = clock.windows(t)
+        day = clock.day(t)
+        self._dirty_windows.add((channel_id, "hour", hour.start, day))
+        self._dirty_windows.add((channel_id, "day", day_window.start, day))
+
+    def _dirty_request(self, channel_id: str, state: RequestState) -> None:
+        if state.opened_at is not None:
+            self._dirty_time(channel_id, state.opened_at)
+        if state.resolved_at is not None:
+            self._dirty_time(channel_id, state.resolved_at)
+
+    def _index_resolution(
+        self,
+        channel_id: str,
+        conversation: str,
+        state: RequestState,
+        home_day: int,
+        before: float | None,
+    ) -> None:
+        """Keep the resolutions index right after ``state`` changed (resolved at ``before`` until now)."""
+        clock = self.config.clock
+        if before is not None:
+            self._resolutions.get((channel_id, clock.day(before)), {}).pop(conversation, None)
+        if state.resolved_at is not None:
+            self._resolutions.setdefault((channel_id, clock.day(state.resolved_at)), {})[
+                conversation
+            ] = home_day
+
+    def resolved_on(self, channel_id: str, day: int) -> Iterator[tuple[str, RequestState]]:
+        """Requests of ``channel_id`` first resolved on ``day``, with their state."""
+        for conversation, home_day in list(self._resolutions.get((channel_id, day), {}).items()):
+            bucket = self.buckets.get((channel_id, home_day))
+            state = bucket.requests.get(conversation) if bucket is not None else None
+            if state is not None:
+                yield conversation, state
+
+    def _dirty_trailing(self, channel_id: str, day: int) -> None:
+        """A new actor on ``day`` changes the trailing active-user windows of the next 27 days."""
+        clock = self.config.clock
+        for later in range(day, day + 28):
+            if (channel_id, later) in self.buckets:
+                self._dirty_windows.add((channel_id, "day", clock.day_window(later).start, later))
+
+    # -- what the outputs need -------------------------------------------------
+
+    def days_of(self, channel_id: str) -> set[int]:
+        return self._days.get(channel_id, set())
+
+    def channels_of(self, kind: str, scope: str) -> list[str]:
+        return self._members.get((kind, scope), [])
+
+    def take_dirty_windows(self) -> set[tuple[str, Granularity, float, int]]:
+        dirty, self._dirty_windows = self._dirty_windows, set()
+        return dirty
+
+    def take_advanced_groups(self) -> set[str]:
+        advanced, self._advanced = self._advanced, set()
+        return advanced
+
+    def mark_meta_dirty(self, channel_id: str) -> None:
+        self._dirty_metas.add(channel_id)
+
+    def mark_clock_dirty(self) -> None:
+        self._dirty_clock = True
+
+    # -- after a batch -----------------------------------------------------------
+
+    def updates(self, now: float) -> tuple[list[KpiUpdate], list[AlertTransition]]:
+        """KPI windows that became final (and, once per emit interval, that changed), and alerts."""
+        from streams.engine.outputs import collect_updates
+
+        emit_changes = now - self._last_emit >= self.config.emit_interval_s
+        if emit_changes:
+            self._last_emit = now
+        kpis = collect_updates(self, emit_changes=emit_changes)
+        self._expire()
+        alerts, self._alerts = self._alerts, []
+        return kpis, alerts
+
+    def tick(
+        self, now: float, sources: Iterable[int], assigned: Iterable[int] | None = None
+    ) -> None:
+        """A packer (reading ``assigned``) has caught up with ``sources`` at wall-clock ``now``.
+
+        A source caught up at two ticks in a row is idle: its groups move up to
+        their kind's watermark as it stood at the earlier tick, so a quiet
+        partition does not hold the kind's windows back, and a burst still
+        being written to several partitions at once does not make its own
+        events late. Channels of caught-up sources quiet for too long get an
+        idle alert.
+        """
+        caught_up = set(sources)
+        self._idle_groups(caught_up, set(assigned) if assigned is not None else caught_up)
+        clock = self.clock
+        if clock.last_tick is not None and now <= clock.last_tick:
+            return
+        clock.last_tick = now
+        self._dirty_clock = True
+        for meta in self.metas.values():
+            if (
+                meta.source not in caught_up
+                or meta.archived_at is not None
+                or meta.alert is not None
+            ):
+                continue
+            if meta.last_activity_at is None:
+                continue
+            policy = self.policy(meta.channel_id)
+            threshold = policy.idle_business_seconds()
+            idle = policy.calendar.business_seconds_between(meta.last_activity_at, now)
+            if idle <= threshold:
+                continue
+            since = policy.calendar.add_business_seconds(meta.last_activity_at, threshold)
+            meta.alert = {
+                "since": since,
+                "last_activity_at": meta.last_activity_at,
+                "idle_s": idle,
+                "threshold_s": threshold,
+            }
+            self._dirty_metas.add(meta.channel_id)
+            self._alerts.append(
+                AlertTransition(
+                    meta.channel_id,
+                    meta.kind,
+                    meta.scope,
+                    "firing",
+                    meta.last_activity_at,
+                    threshold,
+                    idle,
+                    since,
+                    None,
+                )
+            )
+
+    def _idle_groups(self, caught_up: set[int], assigned: set[int]) -> None:
+        clock = self.clock
+        watermarks = clock.watermarks
+        latest: dict[str, float] = {}
+        for group, mark in watermarks.items():
+            kind = group.split("/", 1)[1]
+            latest[kind] = max(mark, latest.get(kind, mark))
+        for source in assigned - caught_up:
+            if clock.idle.pop(str(source), None) is not None:
+                self._dirty_clock = True
+        for source in caught_up:
+            for kind, mark in clock.idle.get(str(source), {}).items():
+                group = f"{source}/{kind}"
+                if watermarks.get(group, float("-inf")) < mark:
+                    watermarks[group] = mark
+                    self._advanced.add(group)
+            clock.idle[str(source)] = dict(latest)
+            self._dirty_clock = True
+
+    def kind_watermark(self, kind: str) -> float:
+        """The lowest watermark of ``kind``'s groups over every source partition."""
+        watermarks = self.clock.watermarks
+        sources = set(range(self.config.sources))
+        sources.update(
+            int(group.split("/", 1)[0]) for group in watermarks if group.endswith(f"/{kind}")
+        )
+        return min(watermarks.get(f"{source}/{kind}", float("-inf")) for source in sources)
+
+    def checkpoint(self) -> list[tuple[bytes, bytes | None]]:
+        """Table writes for everything changed since the last checkpoint; the clock comes last."""
+        writes: list[tuple[bytes, bytes | None]] = []
+        p = self.partition
+        for channel_id, day in sorted(self._dirty_buckets):
+            bucket = self.buckets.get((channel_id, day))
+            if bucket is not None:
+                writes.append((bucket_key(p, channel_id, day), bucket.dump()))
+        for channel_id, day in sorted(self._deleted):
+            writes.append((bucket_key(p, channel_id, day), None))
+        for channel_id in sorted(self._dirty_metas):
+            writes.append((meta_key(p, channel_id), self.metas[channel_id].dump()))
+        if writes or self._dirty_clock:
+            writes.append((clock_key(p), self.clock.dump()))
+        self._dirty_buckets.clear()
+        self._deleted.clear()
+        self._dirty_metas.clear()
+        self._dirty_clock = False
+        return writes
+
+    def _expire(self) -> None:
+        """Forget days whose every rule has run out (their windows are final by then)."""
+        retention = self.config.retention_s
+        clock = self.config.clock
+        for channel_id, days in self._days.items():
+            meta = self.metas[channel_id]
+            mark = self.clock.watermarks.get(f"{meta.source}/{meta.kind}")
+            if mark is None:
+                continue
+            expired = [
+                d
+                for d in days
+                if clock.day_window(d).end + retention < mark and self._kind_final(meta, d)
+            ]
+            for day in expired:
+                days.discard(day)
+                del self.buckets[(channel_id, day)]
+                self._dirty_buckets.discard((channel_id, day))
+                self._deleted.add((channel_id, day))
+
+    def _kind_final(self, meta: ChannelMeta, day: int) -> bool:
+        """Whether the kind windows ``meta``'s channel has on ``day`` are all final."""
+        bucket = self.buckets[(meta.channel_id, day)]
+        if not bucket.volume:
+            return True
+        ends = {"day": self.config.clock.day_window(day).end, "hour": max(bucket.volume) + 3600}
+        markers = self.clock.kind_finalized
+        prefix = f"{meta.kind}/{meta.scope}"
+        return all(
+            markers.get(f"{prefix}/{granularity}/{settle}", float("-inf")) >= end
+            for granularity, end in ends.items()
+            for settle in _SETTLES
+        )

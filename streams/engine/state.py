@@ -1,0 +1,187 @@
+"""The stream's state, in table-sized pieces.
+
+Each piece is one key of the faust table (and one changelog record when it
+changes): a :class:`DayBucket` per channel and local day holds what started
+that day; a :class:`ChannelMeta` per channel holds its identity, last
+activity, alert state and finalised-window markers; a :class:`Clock` per
+partition holds the watermarks. Every piece carries the source offset of the
+last event applied to it, so that replaying events after a restart applies
+each event to each piece at most once.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+
+from metrics.messages import MessageState
+from metrics.requests import RequestState
+
+__all__ = ["ChannelMeta", "Clock", "DayBucket", "bucket_key", "clock_key", "meta_key", "parse_key"]
+
+NONE_APPLIED: Final = -1
+
+
+def bucket_key(partition: int, channel_id: str, day: int) -> bytes:
+    return f"{partition}/b/{day}/{channel_id}".encode()
+
+
+def meta_key(partition: int, channel_id: str) -> bytes:
+    return f"{partition}/m/{channel_id}".encode()
+
+
+def clock_key(partition: int) -> bytes:
+    return f"{partition}/clock".encode()
+
+
+def parse_key(key: bytes) -> tuple[int, str, int | None, str | None]:
+    """``(partition, kind, day, channel_id)`` of a table key (kind: b, m or clock)."""
+    text = key.decode()
+    partition, kind, *rest = text.split("/", 2)
+    if kind == "b":
+        day, channel_id = rest[0].split("/", 1)
+        return int(partition), "b", int(day), channel_id
+    if kind == "m":
+        return int(partition), "m", None, rest[0]
+    return int(partition), kind, None, None
+
+
+class DayBucket:
+    """What started on one channel on one local day."""
+
+    __slots__ = (
+        "actors",
+        "applied",
+        "channel_id",
+        "day",
+        "meetings",
+        "messages",
+        "requests",
+        "surveys",
+        "volume",
+    )
+
+    def __init__(self, channel_id: str, day: int) -> None:
+        self.channel_id = channel_id
+        self.day = day
+        self.applied = NONE_APPLIED
+        self.volume: dict[float, int] = {}  # hour start -> events
+        self.requests: dict[str, RequestState] = {}
+        self.messages: dict[str, MessageState] = {}
+        self.meetings: list[tuple[float, float, float | None]] = []
+        self.surveys: list[tuple[float, int]] = []
+        self.actors: set[str] = set()
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {
+                "a": self.applied,
+                "v": [[hour, count] for hour, count in self.volume.items()],
+                "r": {key: state.dump() for key, state in self.requests.items()},
+                "m": {key: state.dump() for key, state in self.messages.items()},
+                "mt": self.meetings,
+                "s": self.surveys,
+                "u": sorted(self.actors),
+            }
+        )
+
+    @classmethod
+    def load(cls, channel_id: str, day: int, raw: bytes) -> DayBucket:
+        data = orjson.loads(raw)
+        bucket = cls(channel_id, day)
+        bucket.applied = data["a"]
+        bucket.volume = {hour: count for hour, count in data["v"]}
+        bucket.requests = {key: RequestState.load(value) for key, value in data["r"].items()}
+        bucket.messages = {key: MessageState.load(value) for key, value in data["m"].items()}
+        bucket.meetings = [(t, duration, planned) for t, duration, planned in data["mt"]]
+        bucket.surveys = [(t, score) for t, score in data["s"]]
+        bucket.actors = set(data["u"])
+        return bucket
+
+
+class ChannelMeta:
+    """One channel: identity, source partition, activity, alert state, finalised windows."""
+
+    __slots__ = (
+        "alert",
+        "applied",
+        "archived_at",
+        "channel_id",
+        "finalized",
+        "kind",
+        "last_activity_at",
+        "scope",
+        "source",
+    )
+
+    def __init__(self, channel_id: str, kind: str, scope: str, source: int) -> None:
+        self.channel_id = channel_id
+        self.kind = kind
+        self.scope = scope
+        self.source = source
+        self.applied = NONE_APPLIED
+        self.last_activity_at: float | None = None
+        self.archived_at: float | None = None
+        #: None, or the open idle alert: {"since": t, "last_activity_at": t, "idle_s": s, "threshold_s": s}
+        self.alert: dict[str, float] | None = None
+        #: "granularity/settle" -> end of the last window whose KPIs of that settle class were emitted final
+        self.finalized: dict[str, float] = {}
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {
+                "k": self.kind,
+                "s": self.scope,
+                "src": self.source,
+                "a": self.applied,
+                "la": self.last_activity_at,
+                "ar": self.archived_at,
+                "al": self.alert,
+                "f": self.finalized,
+            }
+        )
+
+    @classmethod
+    def load(cls, channel_id: str, raw: bytes) -> ChannelMeta:
+        data = orjson.loads(raw)
+        meta = cls(channel_id, data["k"], data["s"], data["src"])
+        meta.applied = data["a"]
+        meta.last_activity_at = data["la"]
+        meta.archived_at = data["ar"]
+        meta.alert = data["al"]
+        meta.finalized = data["f"]
+        return meta
+
+
+class Clock:
+    """Per partition: event-time watermarks and the kind-level finalised-window markers.
+
+    A watermark belongs to a *group*: the events of one kind from one source
+    partition, which arrive in order; lateness and finality are judged per group.
+    """
+
+    __slots__ = ("idle", "kind_finalized", "last_tick", "watermarks")
+
+    def __init__(self) -> None:
+        self.watermarks: dict[str, float] = {}  # "source/kind" -> max event time seen
+        self.last_tick: float | None = None
+        #: "kind/scope/granularity/settle" -> end of the last kind window emitted final
+        self.kind_finalized: dict[str, float] = {}
+        #: source partition caught up at the last tick -> the kinds' watermarks then
+        self.idle: dict[str, dict[str, float]] = {}
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {"w": self.watermarks, "t": self.last_tick, "kf": self.kind_finalized, "i": self.idle}
+        )
+
+    @classmethod
+    def load(cls, raw: bytes) -> Clock:
+        data = orjson.loads(raw)
+        clock = cls()
+        clock.watermarks = data["w"]
+        clock.last_tick = data["t"]
+        clock.kind_finalized = data["kf"]
+        clock.idle = data.get("i", {})
+        return clock

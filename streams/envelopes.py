@@ -1,0 +1,108 @@
+"""The packed topic's records: envelopes of events, and ticks.
+
+``commpulse.events`` keeps one event per record (the log of record). The
+packer reads it and writes ``commpulse.events.packed``, which the stream
+worker consumes: faust handles a few thousand records a second, so each
+packed record carries many events.
+
+* An **envelope** holds events of one channel kind from one source
+  partition, in source order: ``{"v": 1, "src": 3, "events": [...]}``. Each
+  event is the decoded event with two additions, ``_o`` (its source offset)
+  and ``_t`` (``occurred_at`` in epoch seconds), and without the fields the
+  stream does not use. The key is the kind; the partition is the kind's.
+* A **tick** carries the wall clock for idle-channel checks, the source
+  partitions the packer reads, and those it has caught up with: ``{"v": 1,
+  "tick": 1795292681.6, "sources": [0, 2], "assigned": [0, 1, 2, 3]}``.
+
+Packing is deterministic per source partition, and offsets make re-packing
+after a packer restart harmless: the stream applies each event at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from ingest.events import ChannelKind
+
+__all__ = [
+    "KINDS",
+    "DecodeProblem",
+    "pack",
+    "packed_partition",
+    "slim_event",
+    "tick",
+    "unpack",
+]
+
+VERSION: Final = 1
+KINDS: Final = tuple(kind.value for kind in ChannelKind)
+_KIND_INDEX: Final = {kind: index for index, kind in enumerate(KINDS)}
+_KEEP: Final = (
+    "event_type", "channel_id", "channel_kind", "scope", "actor_id", "actor_role", "conversation_id",
+    "message_id", "in_reply_to", "recipient_count", "duration_s", "planned_duration_s", "score",
+    "category", "visibility",
+)  # fmt: skip
+_REQUIRED: Final = (
+    "event_type",
+    "occurred_at",
+    "channel_id",
+    "channel_kind",
+    "scope",
+    "actor_id",
+    "actor_role",
+)
+
+
+class DecodeProblem(ValueError):
+    """A record on the events topic that the stream cannot use."""
+
+
+def packed_partition(kind: str, partitions: int) -> int:
+    """Where a kind's envelopes go: its own partition (12 kinds, 12 partitions by default)."""
+    return _KIND_INDEX[kind] % partitions
+
+
+def slim_event(value: bytes, offset: int) -> dict[str, Any]:
+    """The fields the stream needs from one events-topic record, plus ``_o`` and ``_t``."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeProblem(f"not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise DecodeProblem("not a JSON object")
+    missing = [name for name in _REQUIRED if not isinstance(event.get(name), str)]
+    if missing:
+        raise DecodeProblem(f"missing or not text: {', '.join(missing)}")
+    if event["channel_kind"] not in _KIND_INDEX:
+        raise DecodeProblem(f"unknown channel_kind {event['channel_kind']!r}")
+    try:
+        when = datetime.fromisoformat(event["occurred_at"])
+    except ValueError as exc:
+        raise DecodeProblem(f"occurred_at: {exc}") from exc
+    if when.tzinfo is None:
+        raise DecodeProblem("occurred_at has no time zone")
+    slim = {name: event[name] for name in _KEEP if event.get(name) is not None}
+    slim["_o"] = offset
+    slim["_t"] = when.timestamp()
+    return slim
+
+
+def pack(source: int, events: Sequence[Mapping[str, Any]]) -> bytes:
+    return orjson.dumps({"v": VERSION, "src": source, "events": events})
+
+
+def tick(now: float, sources: Sequence[int], assigned: Sequence[int]) -> bytes:
+    return orjson.dumps(
+        {"v": VERSION, "tick": now, "sources": sorted(sources), "assigned": sorted(assigned)}
+    )
+
+
+def unpack(value: bytes) -> dict[str, Any]:
+    data = orjson.loads(value)
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise DecodeProblem(f"not a version-{VERSION} packed record")
+    return data

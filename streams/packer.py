@@ -1,0 +1,217 @@
+"""The packer: ``commpulse.events`` → envelopes on the packed topic (see :mod:`streams.envelopes`).
+
+It runs inside every stream worker as a plain aiokafka consumer. It does not
+join a consumer group of its own: the worker that faust assigned packed
+partitions ``P`` packs the source partitions ``s`` with ``s mod
+len(packed partitions)`` in ``P`` (see :meth:`Packer.follow`), so the work
+follows faust's assignment and every source partition has one packer. It reads
+a batch, groups each source partition's events by kind into envelopes, sends
+them, waits for the acknowledgements, and only then commits the source
+offsets (under the group ``<app id>-packer``, for storage only). After a
+crash or a handover some envelopes are packed twice; the stream applies each
+event at most once, by offset. A record the stream cannot use goes to the
+dead-letter topic with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ingest.deadletter import DeadLetter
+from ingest.validation import RejectCode, Rejection
+from streams.envelopes import DecodeProblem, pack, packed_partition, slim_event, tick
+
+__all__ = ["Packer", "PackerStats"]
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_S = 0.5
+_MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class PackerStats:
+    events: int = 0
+    envelopes: int = 0
+    dead_lettered: int = 0
+    ticks: int = 0
+    lag: dict[int, int] = field(default_factory=dict)
+
+
+class Packer:
+    """Packs one worker's share of the events topic; :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        events_topic: str,
+        packed_topic: str,
+        packed_partitions: int,
+        dlq_topic: str,
+        group_id: str,
+        client_options: Mapping[str, Any] | None = None,
+        max_events: int = 2000,
+        tick_interval_s: float = 10.0,
+    ) -> None:
+        self.events_topic = events_topic
+        self.packed_topic = packed_topic
+        self.packed_partitions = packed_partitions
+        self.dlq_topic = dlq_topic
+        self.max_events = max_events
+        self.tick_interval_s = tick_interval_s
+        self.stats = PackerStats()
+        self._wanted: set[int] = set()
+        options = dict(client_options or {})
+        self._consumer_args: dict[str, Any] = {
+            **options,
+            "bootstrap_servers": bootstrap_servers,
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "fetch_max_bytes": 16 * 1024 * 1024,
+        }
+        self._producer_args: dict[str, Any] = {
+            **options,
+            "bootstrap_servers": bootstrap_servers,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+            "max_batch_size": 1024 * 1024,
+            "max_request_size": 8 * 1024 * 1024,
+        }
+
+    def follow(self, packed_partitions: set[int]) -> None:
+        """Pack the source partitions that belong to these packed partitions (faust's assignment)."""
+        self._wanted = set(packed_partitions)
+
+    def _sources(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        partitions = consumer.partitions_for_topic(self.events_topic) or set()
+        return {
+            TopicPartition(self.events_topic, s)
+            for s in partitions
+            if s % self.packed_partitions in self._wanted
+        }
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(**self._consumer_args)
+        producer = AIOKafkaProducer(**self._producer_args)
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                await consumer.topics()  # metadata: how many partitions the events topic has
+                await self._loop(consumer, producer)
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        next_tick = 0.0
+        backoff = _BACKOFF_S
+        while True:
+            try:
+                sources = self._sources(consumer)
+                if sources != consumer.assignment():
+                    consumer.assign(list(sources))
+                    self.stats.lag = {}  # measured again at the next tick
+                    log.info("packer sources=%s", sorted(tp.partition for tp in sources))
+                if not sources:
+                    await asyncio.sleep(0.2)
+                    continue
+                batches = await consumer.getmany(timeout_ms=200, max_records=50_000)
+                if batches:
+                    await self._pack(batches, consumer, producer)
+                now = time.time()
+                if now >= next_tick:
+                    await self._tick(now, consumer, producer)
+                    next_tick = now + self.tick_interval_s
+                backoff = _BACKOFF_S
+            except (
+                KafkaError
+            ) as exc:  # a broker restart, a leader change: try again, never crash the worker
+                log.warning("packer error=%s: retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _pack(
+        self,
+        batches: Mapping[TopicPartition, list[Any]],
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        sends = []
+        commits: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            by_kind: dict[str, list[dict[str, Any]]] = {}
+            for record in records:
+                try:
+                    event = slim_event(record.value, record.offset)
+                except DecodeProblem as exc:
+                    sends.append(await self._dead_letter(producer, tp, record, str(exc)))
+                    continue
+                by_kind.setdefault(event["channel_kind"], []).append(event)
+            for kind, events in by_kind.items():
+                partition = packed_partition(kind, self.packed_partitions)
+                for start in range(0, len(events), self.max_events):
+                    chunk = events[start : start + self.max_events]
+                    sends.append(
+                        await producer.send(
+                            self.packed_topic,
+                            pack(tp.partition, chunk),
+                            key=kind.encode(),
+                            partition=partition,
+                        )
+                    )
+                    self.stats.envelopes += 1
+                self.stats.events += len(events)
+            commits[tp] = records[-1].offset + 1
+        await asyncio.gather(*sends)  # acknowledged before the source offsets are committed
+        await consumer.commit(commits)
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, reason: str
+    ) -> Any:
+        self.stats.dead_lettered += 1
+        where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+        log.warning("undecodable record on the events topic at=%s reason=%s", where, reason)
+        letter = DeadLetter.of(
+            record.value or b"",
+            Rejection(RejectCode.MALFORMED_JSON, f"unusable record on {where}: {reason}"),
+            source=f"packer:{where}",
+            received_at=datetime.now(UTC),
+        )
+        return await producer.send(self.dlq_topic, letter.raw, headers=letter.headers())
+
+    async def _tick(
+        self, now: float, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+    ) -> None:
+        """Tell every packed partition the time, and which source partitions are caught up."""
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned:
+            return
+        ends = await consumer.end_offsets(assigned)
+        caught_up = []
+        for tp in assigned:
+            position = await consumer.position(tp)
+            self.stats.lag[tp.partition] = max(0, ends[tp] - position)
+            if position >= ends[tp]:
+                caught_up.append(tp.partition)
+        value = tick(now, caught_up, [tp.partition for tp in assigned])
+        sends = [
+            await producer.send(self.packed_topic, value, key=b"tick", partition=partition)
+            for partition in range(self.packed_partitions)
+        ]
+        await asyncio.gather(*sends)
+        self.stats.ticks += 1

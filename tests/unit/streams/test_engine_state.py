@@ -1,0 +1,209 @@
+"""Idle alerts, and state that survives a restart or a replay unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metrics.windows import WindowClock
+from streams.engine import EngineConfig, PartitionEngine
+from tests.unit.streams.harness import Run, ts
+
+
+def test_an_idle_channel_fires_once_and_resolves_on_activity() -> None:
+    run = Run()
+    e = run.event
+    hot = {"channel": "hot-2", "kind": "hotline"}
+    run.feed(
+        e(
+            "2026-11-16 10:00",
+            "call_received",
+            **hot,
+            conversation_id="k",
+            actor="x",
+            role="customer",
+        )
+    )
+    run.tick(
+        "2026-11-16 13:00", sources=[0]
+    )  # 2 business hours (10-12): not more than the threshold
+    assert run.alerts == []
+    run.tick("2026-11-16 13:30", sources=[0])
+    run.tick("2026-11-16 14:00", sources=[0])
+    [firing] = run.alerts
+    assert (firing.channel_id, firing.status) == ("hot-2", "firing")
+    assert firing.starts_at == ts("2026-11-16 12:00")  # 10:00 + 2 business hours
+    assert (firing.threshold_business_s, firing.idle_business_s) == (7200.0, 9000.0)
+    run.feed(
+        e(
+            "2026-11-16 14:10",
+            "call_received",
+            **hot,
+            conversation_id="k2",
+            actor="y",
+            role="customer",
+        )
+    )
+    resolved = run.alerts[-1]
+    assert (resolved.status, resolved.ends_at, len(run.alerts)) == (
+        "resolved",
+        ts("2026-11-16 14:10"),
+        2,
+    )
+
+
+def test_no_alert_while_a_source_lags_or_for_an_archived_channel() -> None:
+    run = Run()
+    e = run.event
+    run.feed(
+        e(
+            "2026-11-16 10:00",
+            "message_sent",
+            channel="old",
+            kind="im",
+            scope="internal",
+            message_id="m",
+            actor="u",
+        ),
+        e(
+            "2026-11-16 10:05",
+            "channel_archived",
+            channel="gone",
+            kind="im",
+            scope="internal",
+            actor="admin",
+        ),
+    )
+    run.tick("2026-11-30 10:00", sources=[7])  # source partition 0 not caught up: no judgement
+    assert run.alerts == []
+    run.tick("2026-11-30 10:01", sources=[0])
+    assert [a.channel_id for a in run.alerts] == ["old"]
+
+
+def _events() -> list[dict[str, Any]]:
+    run = Run()
+    e = run.event
+    tk = {"channel": "tk", "kind": "ticket"}
+    events = [
+        e(
+            "2026-11-16 09:00",
+            "ticket_opened",
+            **tk,
+            conversation_id="r1",
+            actor="c1",
+            role="customer",
+        ),
+        e("2026-11-16 09:30", "ticket_replied", **tk, conversation_id="r1", actor="a1"),
+        e("2026-11-16 10:00", "ticket_resolved", **tk, conversation_id="r1", actor="a1"),
+        e(
+            "2026-11-16 11:00",
+            "ticket_opened",
+            **tk,
+            conversation_id="r2",
+            actor="c2",
+            role="customer",
+        ),
+        e(
+            "2026-11-17 09:00",
+            "ticket_reopened",
+            **tk,
+            conversation_id="r1",
+            actor="c1",
+            role="customer",
+        ),
+        e("2026-11-17 15:00", "ticket_replied", **tk, conversation_id="r2", actor="a2"),
+        e(
+            "2026-11-17 16:00",
+            "message_sent",
+            channel="mail",
+            kind="ticket",
+            message_id="x",
+            actor="a2",
+        ),
+        e("2027-03-01 00:00", "channel_created", channel="zz", kind="ticket"),
+    ]
+    return [{**event, "_o": offset} for offset, event in enumerate(events)]
+
+
+def _finals(engine: PartitionEngine, batches: list[list[dict[str, Any]]]) -> set[Any]:
+    finals = set()
+    for batch in batches:
+        engine.apply(0, batch)
+        kpis, _ = engine.updates(1e12)
+        finals |= {(u.channel_id, u.kpi, u.window, u.result) for u in kpis if u.final}
+    return finals
+
+
+def test_restart_from_the_checkpoint_gives_the_same_final_kpis() -> None:
+    config = EngineConfig(Run().catalog, WindowClock("UTC"), emit_interval_s=0.0)
+    events = _events()
+    uninterrupted = _finals(PartitionEngine(0, config), [events])
+
+    first = PartitionEngine(0, config)
+    before = _finals(first, [events[:4]])
+    table = dict(first.checkpoint())
+    restarted = PartitionEngine.restore(
+        0, config, [(k, v) for k, v in table.items() if v is not None]
+    )
+    # The worker died after its checkpoint: the packer re-sends events 2-3 as well.
+    after = _finals(restarted, [events[2:]])
+    assert before | after == uninterrupted
+    assert len(uninterrupted) > 20
+
+
+def test_a_replayed_batch_changes_nothing() -> None:
+    config = EngineConfig(Run().catalog, WindowClock("UTC"), emit_interval_s=0.0)
+    events = _events()
+    once = _finals(PartitionEngine(0, config), [events])
+    twice = _finals(PartitionEngine(0, config), [events[:6], events[:6], events[3:]])
+    assert once == twice
+
+
+def _im(run: Run, at: str, channel: str, message_id: str) -> dict[str, Any]:
+    return run.event(
+        at, "message_sent", channel, "im", scope="internal", role="employee", message_id=message_id
+    )
+
+
+def test_a_kind_window_waits_for_every_source_partition_until_the_quiet_one_is_idle() -> None:
+    run = Run(sources=2)
+    run.feed(_im(run, "2026-11-16 10:00", "im-a", "a1"), _im(run, "2026-11-16 12:00", "im-a", "a2"))
+    # im-a's 10:00 hour is final; the kind's waits: partition 1 could still hold an im event.
+    assert run.final("im-a", "volume", "hour", "2026-11-16 10:00").value == 1
+    assert "2026-11-16 10:00" not in run.finals_for("*im/internal", "volume", "hour")
+
+    run.tick("2026-11-21 08:00:00", sources=[1])  # the packer has read all of partition 1 ...
+    assert "2026-11-16 10:00" not in run.finals_for("*im/internal", "volume", "hour")
+    run.tick("2026-11-21 08:00:10", sources=[1])  # ... and still has at the next tick: idle
+    assert run.final("*im/internal", "volume", "hour", "2026-11-16 10:00").value == 1
+    assert "2026-11-16 12:00" not in run.finals_for("*im/internal", "volume", "hour")
+
+    # An im event from partition 1 older than the kind's progress minus grace is late now.
+    run.feed(_im(run, "2026-11-16 10:30", "im-b", "b1"), src=1)
+    assert run.engine.late_dropped == 1
+    assert run.final("*im/internal", "volume", "hour", "2026-11-16 10:00").value == 1
+
+
+def test_an_idle_partition_moves_only_to_where_the_kind_stood_a_tick_earlier() -> None:
+    run = Run(sources=2)
+    run.feed(_im(run, "2026-11-16 10:00", "im-a", "a1"))
+    run.tick("2026-11-21 08:00:00", sources=[1], assigned=[1])
+    # A burst: partition 0's part is read before partition 1's has been written.
+    run.feed(_im(run, "2026-11-16 15:00", "im-a", "a2"))
+    run.tick("2026-11-21 08:00:10", sources=[1], assigned=[1])
+    run.feed(_im(run, "2026-11-16 14:00", "im-b", "b1"), src=1)  # partition 1's part
+    assert run.engine.late_dropped == 0
+    assert run.engine.clock.watermarks == {
+        "0/im": ts("2026-11-16 15:00"),
+        "1/im": ts("2026-11-16 14:00"),
+    }
+
+
+def test_a_partition_that_falls_behind_is_not_idle_any_more() -> None:
+    run = Run(sources=2)
+    run.feed(_im(run, "2026-11-16 10:00", "im-a", "a1"))
+    run.tick("2026-11-21 08:00:00", sources=[1], assigned=[1])
+    run.feed(_im(run, "2026-11-16 15:00", "im-a", "a2"))
+    run.tick("2026-11-21 08:00:10", sources=[], assigned=[1])  # partition 1 is being written
+    run.tick("2026-11-21 08:00:20", sources=[1], assigned=[1])  # caught up again: not yet idle
+    run.feed(_im(run, "2026-11-16 14:00", "im-b", "b1"), src=1)
+    assert run.engine.late_dropped == 0
