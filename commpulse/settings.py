@@ -27,11 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
+    "AlertSettings",
     "BrokerSettings",
     "IngestSettings",
     "KafkaSettings",
+    "MetricsSettings",
     "PrivacySettings",
     "Settings",
+    "StreamSettings",
     "TopicSettings",
     "load_settings",
 ]
@@ -56,6 +59,27 @@ class KafkaSettings(BaseModel):
     ssl_password: SecretStr | None = Field(None, description="password of the client key")
     ssl_check_hostname: bool = True
     client_id: str = "commpulse"
+
+    def aiokafka_options(self) -> dict[str, Any]:
+        """The same settings as aiokafka keyword arguments (for the stream worker)."""
+        options = self.client_options()
+        options.pop("ssl_check_hostname", None)
+        files = {
+            name: options.pop(name, None) for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+        }
+        password = options.pop("ssl_password", None)
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            context = create_ssl_context(
+                cafile=files["ssl_cafile"],
+                certfile=files["ssl_certfile"],
+                keyfile=files["ssl_keyfile"],
+                password=password,
+            )
+            context.check_hostname = self.ssl_check_hostname
+            options["ssl_context"] = context
+        return options
 
     def client_options(self) -> dict[str, Any]:
         """kafka-python keyword arguments (everything but the bootstrap servers)."""
@@ -106,6 +130,13 @@ class TopicSettings(BaseModel):
     kpis_partitions: int = Field(8, ge=1)
     alerts: str = "commpulse.alerts"
     alerts_partitions: int = Field(1, ge=1)
+    packed: str = Field(
+        "commpulse.events.packed", description="envelopes of events for the stream worker"
+    )
+    packed_partitions: int = Field(12, ge=1, description="12 = one per channel kind")
+    packed_retention_ms: int = Field(
+        30 * 86_400_000, ge=-1, description="derived from the events log; -1 = forever"
+    )
     replication_factor: int = Field(1, ge=1)
 
     def specs(self) -> list[TopicSpec]:
@@ -119,6 +150,12 @@ class TopicSettings(BaseModel):
             TopicSpec(self.dlq, self.dlq_partitions, rf, forever),
             TopicSpec(self.kpis, self.kpis_partitions, rf, forever),
             TopicSpec(self.alerts, self.alerts_partitions, rf, forever),
+            TopicSpec(
+                self.packed,
+                self.packed_partitions,
+                rf,
+                {"retention.ms": str(self.packed_retention_ms)},
+            ),
         ]
 
 
@@ -138,6 +175,54 @@ class IngestSettings(BaseModel):
         86_400, ge=0, description="how far in the future occurred_at may be"
     )
     linger_ms: int = Field(20, ge=0, description="producer batching delay")
+
+
+class StreamSettings(BaseModel):
+    """The stream worker (``commpulse stream``)."""
+
+    model_config = _FROZEN
+
+    app_id: str = Field(
+        "commpulse-stream", description="faust app id: its consumer group and state topic names"
+    )
+    grace_s: float = Field(600.0, ge=0, description="how late an event may arrive and still count")
+    batch_envelopes: int = Field(
+        40, ge=1, description="packed records (up to 500 events each) per processing batch"
+    )
+    batch_within_s: float = Field(0.5, gt=0, description="longest wait to fill a batch")
+    tick_interval_s: float = Field(10.0, gt=0, description="how often idle channels are checked")
+    web_host: str = Field("127.0.0.1", description="bind address of /kpis, /metrics, /healthz")
+    web_port: int = Field(6066, ge=0, le=65535, description="0 = no web server")
+    session_timeout_s: float = Field(
+        30.0,
+        ge=6,
+        le=300,
+        description="a worker silent this long leaves the group; also the rebalance timeout",
+    )
+
+
+class MetricsSettings(BaseModel):
+    """KPI definitions' environment: where windows are cut, and the channel catalog."""
+
+    model_config = _FROZEN
+
+    timezone: str = Field("UTC", description="day windows run from midnight to midnight here")
+    catalog: Path | None = Field(
+        None, description="channel catalog TOML (calendars, SLA overrides, idle thresholds)"
+    )
+
+
+class AlertSettings(BaseModel):
+    """Where idle-channel alerts go besides the alerts topic."""
+
+    model_config = _FROZEN
+
+    alertmanager_url: str | None = Field(None, description="e.g. http://127.0.0.1:9093")
+    webhook_url: str | None = Field(None, description="receives Alertmanager webhook v4 payloads")
+    webhook_token: SecretStr | None = Field(
+        None, description="sent as a bearer token to the webhook"
+    )
+    resend_interval_s: float = Field(60.0, gt=0, description="firing alerts are re-sent this often")
 
 
 class PrivacySettings(BaseModel):
@@ -163,6 +248,9 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     ingest: IngestSettings = IngestSettings()
     privacy: PrivacySettings = PrivacySettings()
+    stream: StreamSettings = StreamSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("data_dir")
     @classmethod

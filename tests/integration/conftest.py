@@ -16,14 +16,26 @@ from commpulse.settings import (
     TopicSettings,
     load_settings,
 )
-from infra import EmbeddedBroker, ensure_topics
-from tests.integration.support import PSEUDONYM_KEY
+from infra import (
+    AlertmanagerProcess,
+    EmbeddedBroker,
+    ensure_topics,
+)
+from tests.integration.support import PSEUDONYM_KEY, require_alertmanager
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerProcess]:
+    """A real Alertmanager on a free loopback port (Debian's prometheus-alertmanager)."""
+    require_alertmanager()
+    with AlertmanagerProcess(tmp_path_factory.mktemp("alertmanager")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +53,7 @@ def topics(broker: EmbeddedBroker) -> TopicSettings:
         dlq=f"{prefix}.events.dlq",
         kpis=f"{prefix}.kpis",
         alerts=f"{prefix}.alerts",
+        packed=f"{prefix}.events.packed",
     )
     ensure_topics(broker.bootstrap_servers, names.specs())
     return names
@@ -67,6 +80,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "COMMPULSE_TOPICS__DLQ": settings.topics.dlq,
         "COMMPULSE_TOPICS__KPIS": settings.topics.kpis,
         "COMMPULSE_TOPICS__ALERTS": settings.topics.alerts,
+        "COMMPULSE_TOPICS__PACKED": settings.topics.packed,
         "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
         "COLUMNS": "200",
     }

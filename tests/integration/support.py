@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from infra import AlertmanagerError, alertmanager_binary
+
 PSEUDONYM_KEY = "integration-test-key-0123456789"
+
+
+def require_alertmanager() -> None:
+    """Skip (with the reason) where Alertmanager is not installed; in CI it must be."""
+    try:
+        alertmanager_binary()
+    except AlertmanagerError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc}; CI must run the Alertmanager tests")
+        pytest.skip(f"{exc} (scripts/system-packages.sh installs it; CI does)")
+
+
 COMMPULSE = str(Path(sys.executable).with_name("commpulse"))
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,27 +28,12 @@ from infra.ports import free_port
 from ingest import ChannelKind, ConfigurationError, Scope
 from streams.alerting import IdleAlert, rfc3339, webhook_payload
 from streams.delivery import AlertDelivery, DeliveryReport
+from tests.integration.support import require_alertmanager
 
 EXAMPLE_CONFIG = (
     Path(__file__).resolve().parents[2] / "infra" / "alertmanager" / "alertmanager.example.yml"
 )
 TOKEN = "s3cret-token"
-
-
-def _require_alertmanager() -> None:
-    try:
-        alertmanager_binary()
-    except AlertmanagerError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc}; CI must run the alert delivery tests")
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerProcess]:
-    _require_alertmanager()
-    with AlertmanagerProcess(tmp_path_factory.mktemp("alertmanager")) as running:
-        yield running
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -267,7 +251,7 @@ def test_webhook_gets_the_v4_payload_with_the_bearer_token() -> None:
 
 def test_our_webhook_payload_has_the_shape_alertmanager_sends(tmp_path: Path) -> None:
     """Alertmanager forwards our alert to its own webhook receiver; both payloads agree."""
-    _require_alertmanager()
+    require_alertmanager()
     sink_port = free_port()
     config = tmp_path / "alertmanager.yml"
     config.write_text(
@@ -384,7 +368,7 @@ def test_delivery_needs_start_and_does_nothing_before() -> None:
 
 
 def test_alertmanager_process_starts_on_loopback_and_stops(tmp_path: Path) -> None:
-    _require_alertmanager()
+    require_alertmanager()
     process = AlertmanagerProcess(tmp_path / "am", stop_timeout=5)
     with pytest.raises(AlertmanagerError, match="not running"):
         _ = process.url
@@ -405,7 +389,7 @@ def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_example_config_is_valid_and_routes_as_documented(tmp_path: Path) -> None:
-    _require_alertmanager()
+    require_alertmanager()
     amtool = shutil.which("amtool")
     if amtool is None:
         pytest.skip("amtool is not installed (it comes with prometheus-alertmanager)")

@@ -11,13 +11,14 @@ from tests.integration.support import run_cli
 
 
 def fresh_names(cli_env: dict[str, str], settings: Settings) -> dict[str, str]:
-    """The fixture already created the test's topics; these four are new."""
+    """The fixture already created the test's topics; these five are new."""
     prefix = settings.topics.events.removesuffix(".events") + "x"
     return cli_env | {
         "COMMPULSE_TOPICS__EVENTS": f"{prefix}.events",
         "COMMPULSE_TOPICS__DLQ": f"{prefix}.events.dlq",
         "COMMPULSE_TOPICS__KPIS": f"{prefix}.kpis",
         "COMMPULSE_TOPICS__ALERTS": f"{prefix}.alerts",
+        "COMMPULSE_TOPICS__PACKED": f"{prefix}.events.packed",
     }
 
 
@@ -27,7 +28,7 @@ def test_topics_are_created_with_partitions_and_retention_then_verified(
     env = fresh_names(cli_env, settings)
     first = run_cli("topics", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("created") == 4
+    assert first.stdout.count("created") == 5
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
     try:
@@ -44,7 +45,7 @@ def test_topics_are_created_with_partitions_and_retention_then_verified(
 
     again = run_cli("topics", env=env)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count(" ok ") == 4 and "created" not in again.stdout
+    assert again.stdout.count(" ok ") == 5 and "created" not in again.stdout
 
 
 def test_a_partition_mismatch_is_reported_in_one_line_with_exit_1(

@@ -28,7 +28,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.kafka.bootstrap_servers == ""
     assert settings.topics.events == "commpulse.events" and settings.topics.events_partitions == 8
     assert settings.ingest.host == "127.0.0.1"
-    assert [spec.configs for spec in settings.topics.specs()] == [{"retention.ms": "-1"}] * 4
+    assert [spec.configs for spec in settings.topics.specs()] == [{"retention.ms": "-1"}] * 4 + [
+        {"retention.ms": str(30 * 86_400_000)}  # the packed topic is derived from the events log
+    ]
 
 
 def test_environment_with_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,256 @@
+"""The faust app of the stream worker, built from a :class:`StreamConfig` in one place.
+
+* agent ``kpis`` over the packed topic: batches of envelopes and ticks go to
+  :class:`~streams.runtime.StreamRuntime`; its state is written to, and read
+  back from, the compacted topic ``<app id>-state-changelog``
+  (:mod:`streams.changelog`; no faust table);
+* task ``packer``: :class:`~streams.packer.Packer`, in every worker;
+* agent ``alerts`` over the alerts topic: delivery to Alertmanager and a
+  webhook; firing alerts live in the table ``alerts-firing`` and are re-sent
+  by a timer, as Alertmanager expects;
+* web (127.0.0.1 unless configured): ``/kpis`` (JSON), ``/metrics``
+  (Prometheus), ``/healthz``.
+
+Several workers with the same app id share the partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+from faust.web import Request, Response, View
+
+from streams.alerting import IdleAlert
+from streams.changelog import changelog_topic, read_latest
+from streams.delivery import AlertDelivery
+from streams.engine import EngineConfig
+from streams.packer import Packer
+from streams.prometheus import exposition
+from streams.runtime import StreamRuntime
+
+__all__ = ["StreamConfig", "build_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    app_id: str
+    bootstrap_servers: str
+    engine: EngineConfig
+    events_topic: str
+    packed_topic: str
+    packed_partitions: int
+    kpis_topic: str
+    alerts_topic: str
+    dlq_topic: str
+    batch_envelopes: int = 40
+    batch_within_s: float = 0.5
+    tick_interval_s: float = 10.0
+    #: events per envelope: bounds the work of one processing batch (with batch_envelopes)
+    envelope_events: int = 500
+    web_host: str = "127.0.0.1"
+    web_port: int | None = 6066
+    #: aiokafka keyword arguments for SASL/TLS (the packer)
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+    #: faust broker credentials for SASL/TLS, or None
+    broker_credentials: Any = None
+    alertmanager_url: str | None = None
+    webhook_url: str | None = None
+    webhook_token: str | None = None
+    alert_resend_s: float = 60.0
+    #: consumer-group session and rebalance timeout
+    session_timeout_s: float = 30.0
+    #: where faust keeps its own files (it keeps no table data here: state lives in Kafka)
+    datadir: Path | None = None
+
+
+def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
+    """The app and the runtime behind it (tests inspect the runtime)."""
+    brokers = ";".join(
+        f"kafka://{server.strip()}" for server in config.bootstrap_servers.split(",")
+    )
+    if config.datadir is not None:
+        config.datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+    app = faust.App(
+        config.app_id,
+        broker=brokers,
+        broker_credentials=config.broker_credentials,
+        store="memory://",
+        datadir=str(config.datadir or f"{config.app_id}-data"),  # faust's default
+        topic_partitions=config.packed_partitions,
+        table_standby_replicas=0,
+        web_enabled=config.web_port is not None,
+        web_bind=config.web_host,
+        web_port=config.web_port or 6066,
+        web_host=config.web_host,
+        producer_acks=-1,
+        producer_max_request_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        stream_buffer_maxsize=config.batch_envelopes * 4,
+        stream_wait_empty=False,
+        broker_session_timeout=config.session_timeout_s,
+        broker_rebalance_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
+    )
+    packed = app.topic(
+        config.packed_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=config.packed_partitions,
+    )
+    changelog = changelog_topic(config.app_id)
+
+    async def restore(partition: int) -> Mapping[bytes, bytes]:
+        return await read_latest(
+            config.bootstrap_servers, changelog, partition, config.client_options
+        )
+
+    runtime = StreamRuntime(
+        config.engine,
+        kpis_topic=config.kpis_topic,
+        alerts_topic=config.alerts_topic,
+        changelog_topic=changelog,
+        restore=restore,
+    )
+
+    @app.agent(packed, name="kpis")
+    async def kpis(stream: faust.StreamT[bytes]) -> None:
+        # (faust's StreamT protocol lacks take_events; the Stream has it)
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            config.batch_envelopes, within=config.batch_within_s
+        )
+        async for events in batches:
+            batch = [(event.message.partition, event.value) for event in events]
+            await runtime.process(batch, app.producer)
+
+    packer = Packer(
+        bootstrap_servers=config.bootstrap_servers,
+        events_topic=config.events_topic,
+        packed_topic=config.packed_topic,
+        packed_partitions=config.packed_partitions,
+        dlq_topic=config.dlq_topic,
+        group_id=f"{config.app_id}-packer",
+        client_options=config.client_options,
+        tick_interval_s=config.tick_interval_s,
+        max_events=config.envelope_events,
+    )
+
+    async def run_packer() -> None:
+        await packer.run()
+
+    def packed_only(partitions: set[TP]) -> set[int]:
+        return {tp.partition for tp in partitions if tp.topic == config.packed_topic}
+
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        runtime.forget(packed_only(revoked))
+        # State written so far is in Kafka before the next owner reads it back.
+        await app.producer.flush()
+
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        packer.follow(packed_only(assigned))  # the packer packs what feeds this worker's partitions
+
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
+    app.task(run_packer)
+
+    _alert_delivery(app, config)
+    _web(app, runtime, packer, config.packed_topic)
+    return app, runtime
+
+
+def _alert_delivery(app: faust.App, config: StreamConfig) -> None:
+    """Deliver alert transitions; re-send firing alerts, as Alertmanager expects.
+
+    The firing alerts are the latest transition per channel on the alerts topic
+    (keyed by channel), so the worker that owns the topic reads them back from it
+    when it gets the partition, before it delivers or re-sends anything.
+    """
+    if config.alertmanager_url is None and config.webhook_url is None:
+        return  # alerts stay on the topic only
+    alerts = app.topic(
+        config.alerts_topic, key_serializer="raw", value_serializer="raw", partitions=1
+    )
+    delivery = AlertDelivery(
+        alertmanager_url=config.alertmanager_url,
+        webhook_url=config.webhook_url,
+        webhook_token=config.webhook_token,
+        resend_interval=timedelta(seconds=config.alert_resend_s),
+    )
+    owned: set[int] = set()  # the alerts partitions whose firing alerts ``delivery`` holds
+
+    async def restore() -> None:
+        """After the assignment changed: read back the firing alerts of our alerts partitions."""
+        topic = alerts.get_topic_name()
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        if assigned == owned:
+            return
+        latest: dict[bytes, bytes] = {}
+        for partition in sorted(assigned):
+            latest |= await read_latest(
+                config.bootstrap_servers, topic, partition, config.client_options
+            )
+        firing = [IdleAlert.from_json(value) for value in latest.values()]
+        delivery.restore(alert for alert in firing if alert.status == "firing")
+        owned.clear()
+        owned.update(assigned)
+        log.info("alerts partitions=%s firing=%s", sorted(assigned), len(delivery.firing))
+
+    @app.agent(alerts, name="alert-delivery")
+    async def deliver(stream: faust.StreamT[bytes]) -> None:
+        await delivery.start()
+        try:
+            async for value in stream:
+                await restore()
+                await delivery.deliver(IdleAlert.from_json(value))
+        finally:
+            await delivery.close()
+
+    async def resend() -> None:
+        await restore()
+        if delivery.firing:
+            await delivery.start()
+            await delivery.resend_firing(datetime.now(UTC))
+
+    app.timer(config.alert_resend_s)(resend)
+
+
+def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: str) -> None:
+    @app.page("/kpis")
+    async def kpis_view(web: View, request: Request) -> Response:
+        query = request.query
+        return web.json(runtime.snapshot(channel=query.get("channel"), kind=query.get("kind")))
+
+    @app.page("/metrics")
+    async def metrics_view(web: View, request: Request) -> Response:
+        body, content_type = exposition(runtime, packer.stats)
+        # aiohttp refuses a charset inside content_type; send the exposition header as it is.
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/healthz")
+    async def health_view(web: View, request: Request) -> Response:
+        stats = runtime.stats
+        return web.json(
+            {
+                "status": "ok",
+                "uptime_s": round(time.time() - stats.started, 1),
+                "assigned": sorted(
+                    tp.partition for tp in app.consumer.assignment() if tp.topic == packed_topic
+                ),
+                "partitions": sorted(runtime.engines.copy()),
+                "events": stats.events,
+                "late_dropped": stats.late_dropped,
+                "packer_lag": packer.stats.lag,
+            }
+        )

@@ -1,0 +1,277 @@
+"""Drives the partition engines from faust: batches in, records and table writes out.
+
+For each batch of packed records (possibly from several partitions):
+
+1. a partition seen for the first time (newly assigned) gets its engine
+   rebuilt from its changelog partition (:mod:`streams.changelog`);
+2. apply the envelopes and ticks to each partition's engine;
+3. send the KPI and alert records, and wait until Kafka has them;
+4. write the changed state to the changelog (explicit partition), the
+   partition's clock last.
+
+faust acknowledges the batch afterwards and flushes its producer before it
+commits offsets, so committed offsets never run ahead of the state: after a
+crash, replayed events are applied to each piece of state at most once (see
+:mod:`streams.engine.state`), and KPI records may repeat, never go missing.
+A partition revoked while its batch was being processed writes no state: its
+next owner replays those events from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from metrics.channels import ChannelCatalog
+from streams.alerting import IdleAlert
+from streams.engine import AlertTransition, EngineConfig, KpiUpdate, PartitionEngine
+from streams.envelopes import unpack
+from streams.records import encode_update
+
+__all__ = ["ProducerLike", "Restorer", "StreamRuntime", "StreamStats"]
+
+log = logging.getLogger(__name__)
+
+
+class ProducerLike(Protocol):
+    """The part of faust's producer we use: ``send`` returns a future once queued."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Any: ...
+
+
+#: reads a partition's state back: ``{table key: value}`` (see :func:`streams.changelog.read_latest`)
+Restorer = Callable[[int], Awaitable[Mapping[bytes, bytes]]]
+
+
+@dataclass
+class StreamStats:
+    envelopes: int = 0
+    events: int = 0
+    ticks: int = 0
+    kpi_records: int = 0
+    alert_records: int = 0
+    state_writes: int = 0
+    late_dropped: int = 0
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class _Outcome:
+    kpis: list[KpiUpdate] = field(default_factory=list)
+    alerts: list[AlertTransition] = field(default_factory=list)
+    writes: dict[int, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """The latest value of one KPI for one subject and granularity (for HTTP and Prometheus)."""
+
+    update: KpiUpdate
+    emitted_at: float
+
+
+class StreamRuntime:
+    def __init__(
+        self,
+        engine_config: EngineConfig,
+        *,
+        kpis_topic: str,
+        alerts_topic: str,
+        changelog_topic: str,
+        restore: Restorer,
+    ) -> None:
+        self.engine_config = engine_config
+        self.kpis_topic = kpis_topic
+        self.alerts_topic = alerts_topic
+        self.changelog_topic = changelog_topic
+        self._restore = restore
+        self.engines: dict[int, PartitionEngine] = {}
+        #: partition -> how often it was revoked (a restore that a revocation overtook is dropped)
+        self._revocations: dict[int, int] = {}
+        self.stats = StreamStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi-engine")
+        #: (subject, kpi, granularity) -> latest window's value
+        self.current: dict[tuple[str, str, str], Current] = {}
+
+    @property
+    def catalog(self) -> ChannelCatalog:
+        return self.engine_config.catalog
+
+    async def _engines(self, partitions: Iterable[int]) -> dict[int, PartitionEngine]:
+        """The engines of ``partitions``, restored from the changelog where new."""
+        loop = asyncio.get_running_loop()
+        for partition in sorted(set(partitions) - self.engines.keys()):
+            revocations = self._revocations.get(partition, 0)
+            started = time.monotonic()
+            entries = await self._restore(partition)
+            engine = await loop.run_in_executor(
+                self._executor,
+                PartitionEngine.restore,
+                partition,
+                self.engine_config,
+                list(entries.items()),
+            )
+            if self._revocations.get(partition, 0) != revocations:
+                continue  # revoked while restoring
+            self.engines[partition] = engine
+            log.info(
+                "partition=%s restored keys=%s channels=%s in %.1f s",
+                partition,
+                len(entries),
+                len(engine.metas),
+                time.monotonic() - started,
+            )
+        return {p: self.engines[p] for p in partitions if p in self.engines}
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions were revoked: their state is read back from the changelog if they return."""
+        for partition in partitions:
+            self.engines.pop(partition, None)
+            self._revocations[partition] = self._revocations.get(partition, 0) + 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def process(self, batch: Sequence[tuple[int, bytes]], producer: ProducerLike) -> None:
+        """Apply one batch of ``(partition, packed value)`` and write everything it caused.
+
+        The engine work runs on one thread of its own, so that the event loop
+        stays free for heartbeats, the packer and the web server meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        engines = await self._engines({partition for partition, _ in batch})
+        now = time.time()
+        outcome = await loop.run_in_executor(self._executor, self._compute, batch, engines, now)
+
+        sends = []
+        for update in outcome.kpis:
+            key, value = encode_update(update, now)
+            sends.append(await producer.send(self.kpis_topic, key, value, None, None, None))
+            self._remember(update, now)
+        for transition in outcome.alerts:
+            alert = self.alert(transition, now)
+            key = transition.channel_id.encode()
+            sends.append(
+                await producer.send(self.alerts_topic, key, alert.to_json(), None, None, None)
+            )
+            log.info(
+                "alert status=%s channel=%s idle_business_s=%.0f",
+                alert.status,
+                alert.channel_id,
+                alert.idle_business_s,
+            )
+        await asyncio.gather(*sends)  # the records are in Kafka before the state that produced them
+
+        for partition, writes in outcome.writes.items():
+            if self.engines.get(partition) is not engines[partition]:
+                log.info("partition=%s was revoked meanwhile: its new owner replays", partition)
+                continue
+            for state_key, state_value in writes:
+                await producer.send(
+                    self.changelog_topic, state_key, state_value, partition, None, None
+                )
+            self.stats.state_writes += len(writes)
+        self.stats.kpi_records += len(outcome.kpis)
+        self.stats.alert_records += len(outcome.alerts)
+        self.stats.late_dropped = sum(engine.late_dropped for engine in list(self.engines.values()))
+
+    def _compute(
+        self,
+        batch: Sequence[tuple[int, bytes]],
+        engines: Mapping[int, PartitionEngine],
+        now: float,
+    ) -> _Outcome:
+        """The engine's part of a batch (runs on the engine thread)."""
+        touched: dict[int, PartitionEngine] = {}
+        for partition, value in batch:
+            engine = engines.get(partition)
+            if engine is None:
+                continue  # revoked: not ours any more
+            touched[partition] = engine
+            data = unpack(value)
+            if "tick" in data:
+                engine.tick(float(data["tick"]), data["sources"], data.get("assigned"))
+                self.stats.ticks += 1
+            else:
+                events = data["events"]
+                engine.apply(int(data["src"]), events)
+                self.stats.envelopes += 1
+                self.stats.events += len(events)
+        outcome = _Outcome()
+        for partition, engine in touched.items():
+            kpis, alerts = engine.updates(now)
+            outcome.kpis += kpis
+            outcome.alerts += alerts
+            outcome.writes[partition] = engine.checkpoint()
+        return outcome
+
+    def alert(self, transition: AlertTransition, now: float) -> IdleAlert:
+        info = self.catalog.info(transition.channel_id)
+        return IdleAlert.model_validate(
+            {
+                "status": transition.status,
+                "channel_id": transition.channel_id,
+                "channel_kind": transition.channel_kind,
+                "scope": transition.scope,
+                "channel_name": info.name if info else None,
+                "last_activity_at": transition.last_activity_at,
+                "threshold_business_s": transition.threshold_business_s,
+                "idle_business_s": transition.idle_business_s,
+                "starts_at": transition.starts_at,
+                "ends_at": transition.ends_at,
+                "emitted_at": now,
+            }
+        )
+
+    def _remember(self, update: KpiUpdate, now: float) -> None:
+        subject = (
+            update.channel_id
+            if update.channel_id is not None
+            else f"*{update.channel_kind}/{update.scope}"
+        )
+        key = (subject, update.kpi, update.window.granularity)
+        known = self.current.get(key)
+        if known is None or known.update.window.start <= update.window.start:
+            self.current[key] = Current(update, now)
+
+    def snapshot(
+        self, *, channel: str | None = None, kind: str | None = None
+    ) -> list[Mapping[str, Any]]:
+        """Current values as plain dicts (the HTTP JSON view)."""
+        rows: list[Mapping[str, Any]] = []
+        for (subject, kpi, granularity), current in sorted(self.current.items()):
+            update = current.update
+            if channel is not None and update.channel_id != channel:
+                continue
+            if kind is not None and update.channel_kind != kind:
+                continue
+            rows.append(
+                {
+                    "subject": subject,
+                    "channel_id": update.channel_id,
+                    "channel_kind": update.channel_kind,
+                    "scope": update.scope,
+                    "kpi": kpi,
+                    "granularity": granularity,
+                    "window_start": update.window.start,
+                    "window_end": update.window.end,
+                    "value": update.result.value,
+                    "numerator": update.result.numerator,
+                    "denominator": update.result.denominator,
+                    "final": update.final,
+                }
+            )
+        return rows

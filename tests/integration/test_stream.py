@@ -1,0 +1,343 @@
+"""The stream worker as a real process on the real broker: exact KPIs, restarts, two workers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from commpulse.settings import Settings
+from streams.envelopes import KINDS
+from tests.integration.stream_support import (
+    canonical,
+    caught_up,
+    finals,
+    kpi_records,
+    send,
+    wait_finals,
+    worker,
+)
+from tests.integration.support import run_cli, wait_for
+
+MONDAY = "2025-11-17"  # a Monday; the default calendar works 09-12 and 13-18 UTC, Monday to Friday
+
+
+def ticket_scenario() -> list[dict[str, Any]]:
+    """The hand-computed ticket scenario of tests/unit/streams/test_engine_requests.py."""
+    tk = {"channel": "tk", "kind": "ticket"}
+
+    def at(clock: str, day: str = MONDAY) -> str:
+        return f"{day} {clock}"
+
+    c = canonical
+    return [
+        c(at("09:00"), "ticket_opened", **tk, conversation_id="r1", actor="c1", role="customer"),
+        c(at("09:00:05"), "ticket_replied", **tk, conversation_id="r1", actor="bot", role="bot"),
+        c(at("09:10"), "ticket_opened", **tk, conversation_id="r2", actor="c2", role="customer"),
+        c(
+            at("09:10"),
+            "ticket_handed_off",
+            **tk,
+            conversation_id="r1",
+            role="system",
+            actor="router",
+        ),
+        c(
+            at("09:20"),
+            "ticket_replied",
+            **tk,
+            conversation_id="r2",
+            actor="a1",
+            visibility="internal",
+        ),
+        c(at("09:30"), "ticket_replied", **tk, conversation_id="r2", actor="c2", role="customer"),
+        c(at("09:30"), "ticket_opened", **tk, conversation_id="r6", actor="c6", role="customer"),
+        c(at("09:40"), "ticket_replied", **tk, conversation_id="r1", actor="a1"),
+        c(at("09:45"), "ticket_replied", **tk, conversation_id="r6", actor="a2"),
+        c(at("10:00"), "ticket_resolved", **tk, conversation_id="r1", actor="a1"),
+        c(at("10:00"), "ticket_opened", **tk, conversation_id="r5", actor="c5", role="customer"),
+        c(at("10:15"), "ticket_replied", **tk, conversation_id="r5", actor="a3"),
+        c(at("10:30"), "ticket_resolved", **tk, conversation_id="r6", actor="a2"),
+        c(at("10:45"), "ticket_replied", **tk, conversation_id="r5", actor="a3"),
+        c(at("11:00"), "ticket_resolved", **tk, conversation_id="r5", actor="a3"),
+        c(at("11:00"), "ticket_opened", **tk, conversation_id="r4", actor="c4", role="customer"),
+        c(at("11:30"), "ticket_replied", **tk, conversation_id="r4", actor="a1"),
+        c(at("12:00"), "ticket_resolved", **tk, conversation_id="r4", actor="a1"),
+        c(at("13:10"), "ticket_replied", **tk, conversation_id="r2", actor="a2"),
+        c(at("17:30"), "ticket_opened", **tk, conversation_id="r3", actor="c3", role="customer"),
+        c(
+            "2025-11-18 09:00",
+            "ticket_reopened",
+            **tk,
+            conversation_id="r1",
+            actor="c1",
+            role="customer",
+        ),
+        c(
+            "2025-11-21 11:00",
+            "ticket_reopened",
+            **tk,
+            conversation_id="r6",
+            actor="c6",
+            role="customer",
+        ),
+        # Much later activity on the same channel makes every window of that week final.
+        c(
+            "2025-12-31 09:00",
+            "ticket_opened",
+            **tk,
+            conversation_id="later",
+            actor="c9",
+            role="customer",
+        ),
+    ]
+
+
+def stack(cli_env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Its own app id and stream topics, so that runs do not share state."""
+    name = f"s{uuid.uuid4().hex[:8]}"
+    env = cli_env | {
+        "COMMPULSE_TOPICS__PACKED": f"{name}.packed",
+        "COMMPULSE_TOPICS__KPIS": f"{name}.kpis",
+        "COMMPULSE_TOPICS__ALERTS": f"{name}.alerts",
+    }
+    return env, name
+
+
+def test_hand_computed_kpis_arrive_final_in_the_kpis_topic(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    events = ticket_scenario()
+    send(settings, events)
+    env, app_id = stack(cli_env)
+    with worker(env, app_id=app_id) as running:
+        caught_up(running, settings, app_id, len(events))
+        current = httpx.get(f"{running.url}/kpis", params={"channel": "tk"}, timeout=5).json()
+        metrics = httpx.get(f"{running.url}/metrics", timeout=5).text
+    values = finals(kpi_records(settings, f"{app_id}.kpis"))
+    monday = f"{MONDAY}T00:00:00+00:00"
+    assert values[("tk", "first_response_sla_rate", "day", monday)] == (4 / 6, 4.0, 6.0)
+    assert values[("tk", "first_response_median_s", "day", monday)] == (1800.0, None, 5.0)
+    assert values[("tk", "first_response_p90_s", "day", monday)][0] == pytest.approx(9360.0)
+    assert values[("tk", "first_response_p90_business_s", "day", monday)][0] == pytest.approx(
+        7200.0
+    )
+    assert values[("tk", "fcr_rate", "day", monday)] == (0.5, 2.0, 4.0)
+    assert values[("tk", "volume", "day", monday)] == (20.0, 20.0, None)
+    assert values[("ticket (external)", "first_response_sla_rate", "day", monday)] == (
+        4 / 6,
+        4.0,
+        6.0,
+    )
+    # The worker serves its latest values as JSON and to Prometheus.
+    latest_day = {row["kpi"]: row for row in current if row["granularity"] == "day"}
+    assert latest_day["volume"]["value"] == 1.0  # 2025-12-31, one event
+    assert (
+        'commpulse_kpi_value{channel_id="tk",channel_kind="ticket",granularity="day",kpi="volume",scope="external"} 1.0'
+        in metrics
+    )
+
+    # commpulse kpis reads the same values from the topic, without the worker.
+    shown = run_cli(
+        "kpis",
+        "--channel",
+        "tk",
+        env=env | {"COMMPULSE_TOPICS__KPIS": f"{app_id}.kpis", "COLUMNS": "200"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "volume" in shown.stdout and "2025-12-31" in shown.stdout
+
+
+CALENDAR = """
+[calendars.default]
+timezone = "UTC"
+periods = ["09:00-12:00", "13:00-18:00"]
+holidays = [2025-11-20]
+makeup_days = [2025-11-22]
+"""
+
+
+def calendar_scenario() -> list[dict[str, Any]]:
+    """Late events, a holiday, a make-up day, read rate, active users, meetings and surveys.
+
+    The scenarios of tests/unit/streams/test_engine_{requests,messages}.py, each on its own
+    channel. Every channel ends with an event weeks later, in its own partition, which
+    makes all of its November windows final.
+    """
+    c = canonical
+    box = {"kind": "ticket", "scope": "internal", "category": "suggestion", "role": "employee"}
+    soc = {"kind": "social"}
+    mail = {"kind": "email", "scope": "internal", "role": "employee"}
+    im = {"kind": "im", "scope": "internal", "role": "employee"}
+    meet = {"kind": "meeting", "scope": "internal", "role": "employee"}
+    events = [
+        c("2025-11-19 17:00", "ticket_opened", "box", **box, conversation_id="s1", actor="emp1"),
+        c("2025-11-19 17:00", "ticket_opened", "box", **box, conversation_id="s2", actor="emp2"),
+        c("2025-11-24 16:00", "ticket_replied", "box", **box, conversation_id="s1", actor="lead"),
+        c("2025-11-25 09:30", "ticket_replied", "box", **box, conversation_id="s2", actor="lead"),
+        c("2025-11-17 10:00", "message_sent", "soc", **soc, message_id="1", actor="a"),
+        c("2025-11-17 10:30", "message_sent", "soc", **soc, message_id="2", actor="a"),
+        c("2025-11-17 10:25", "message_sent", "soc", **soc, message_id="3", actor="a"),  # kept
+        c("2025-11-17 10:10", "message_sent", "soc", **soc, message_id="4", actor="a"),  # dropped
+    ]
+    events += [
+        c("2025-11-17 10:00", "message_sent", "mail", **mail, message_id="m1", actor="e1",
+          recipient_count=4),
+        c("2025-11-17 10:30", "message_sent", "mail", **mail, message_id="m2", actor="e1",
+          recipient_count=3),
+        c("2025-11-17 10:31", "message_bounced", "mail", **{**mail, "role": "system"},
+          message_id="m2", actor="mailer"),
+        c("2025-11-17 11:00", "message_read", "mail", **mail, message_id="m1", actor="e2"),
+        c("2025-11-17 11:05", "message_read", "mail", **mail, message_id="m1", actor="e1"),
+        c("2025-11-17 15:00", "message_read", "mail", **mail, message_id="m3", actor="e5"),
+        c("2025-11-17 14:55", "message_sent", "mail", **mail, message_id="m3", actor="e1",
+          recipient_count=2),
+        c("2025-11-18 09:00", "message_read", "mail", **mail, message_id="m1", actor="e3"),
+        c("2025-11-25 10:00:01", "message_read", "mail", **mail, message_id="m1", actor="e4"),
+        c("2025-11-17 10:00", "message_sent", "im-1", **im, message_id="a", actor="u1"),
+        c("2025-11-17 11:00", "message_sent", "im-1", **im, message_id="b", actor="u2"),
+        c("2025-11-18 10:00", "message_sent", "im-1", **im, message_id="c", actor="u2"),
+        c("2025-11-18 10:05", "message_read", "im-2", **im, message_id="x", actor="u3"),
+        c("2025-11-18 10:06", "message_sent", "im-2", **{**im, "role": "bot"}, message_id="y",
+          actor="bot1"),
+        c("2025-11-17 09:00", "meeting_held", "mtg", **meet, duration_s=1800.0,
+          planned_duration_s=1800.0),
+        c("2025-11-17 10:00", "meeting_held", "mtg", **meet, duration_s=3700.0,
+          planned_duration_s=3600.0),
+        c("2025-11-17 11:00", "meeting_held", "mtg", **meet, duration_s=1200.0),
+        c("2025-11-17 10:00", "survey_answered", "tk2", "ticket", score=5),
+        c("2025-11-17 10:20", "survey_answered", "tk2", "ticket", score=4),
+        c("2025-11-17 11:10", "survey_answered", "tk2", "ticket", score=2),
+    ]  # fmt: skip
+    kinds = {event["channel_id"]: event["channel_kind"] for event in events}
+    scopes = {event["channel_id"]: event["scope"] for event in events}
+    return events + [
+        c("2025-12-31 09:00", "channel_created", channel, kind, scope=scopes[channel])
+        for channel, kind in kinds.items()
+    ]
+
+
+def test_late_events_a_holiday_and_a_make_up_day_arrive_exactly_in_the_kpis_topic(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "channels.toml"
+    catalog.write_text(CALENDAR)
+    events = calendar_scenario()
+    send(settings, events)
+    env, app_id = stack(cli_env)
+    with worker(env, app_id=app_id, metrics__catalog=str(catalog), stream__grace_s="600") as w:
+        health = caught_up(w, settings, app_id, len(events))
+    values = finals(kpi_records(settings, f"{app_id}.kpis"))
+
+    def final(subject: str, kpi: str, granularity: str, start: str) -> tuple[Any, ...]:
+        return values[(subject, kpi, granularity, f"{start}+00:00")]
+
+    # 3 working days = 24 business hours from Wed 17:00: Wed 1 h, Thu holiday, Fri 8 h, Sat
+    # (make-up) 8 h, Mon 7 h -> deadline Mon 17:00: s1 (Mon 16:00) met, s2 (Tue) breached.
+    assert final("box", "first_response_sla_rate", "day", "2025-11-19T00:00:00") == (0.5, 1, 2)
+    # s1 23 business hours (82,800 s), s2 25.5 (91,800 s): the median is between.
+    assert final("box", "first_response_median_business_s", "day", "2025-11-19T00:00:00")[0] == (
+        87300
+    )
+    # 10:25 arrived 5 minutes after 10:30 (inside the grace), 10:10 twenty minutes (beyond).
+    assert final("soc", "volume", "hour", "2025-11-17T10:00:00") == (3, 3, None)
+    assert health["late_dropped"] == 1
+    # m1: e2 and e3 read it within 7 days (not the sender e1, not e4 after 7 days): 2 of 4;
+    # m2 bounced; m3 read by 1 of 2 (the read arrived before the send).
+    assert final("mail", "read_rate", "day", "2025-11-17T00:00:00") == (0.5, 3, 6)
+    assert final("mail", "read_rate", "hour", "2025-11-17T10:00:00") == (0.5, 2, 4)
+    assert final("im-1", "active_users_1d", "day", "2025-11-18T00:00:00")[0] == 1  # u2
+    assert final("im-1", "active_users_7d", "day", "2025-11-18T00:00:00")[0] == 2  # u1, u2
+    assert final("im-2", "active_users_1d", "day", "2025-11-18T00:00:00")[0] == 1  # not the bot
+    assert final("im (internal)", "active_users_1d", "day", "2025-11-18T00:00:00")[0] == 2
+    assert final("im (internal)", "active_users_28d", "day", "2025-11-18T00:00:00")[0] == 3
+    # One of the two planned meetings ran over; the third had no plan.
+    assert final("mtg", "meeting_overrun_rate", "day", "2025-11-17T00:00:00") == (0.5, 1, 2)
+    assert final("tk2", "csat_mean", "day", "2025-11-17T00:00:00") == (11 / 3, 11, 3)
+    assert final("tk2", "csat_mean", "hour", "2025-11-17T10:00:00") == (4.5, 9, 2)
+
+
+def test_stopping_and_restarting_mid_stream_gives_the_same_final_kpis(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    events = ticket_scenario()
+    first, second = events[:11], events[11:]
+    send(settings, first)
+
+    env, app_id = stack(cli_env)
+    with worker(env, app_id=app_id) as running:
+        caught_up(running, settings, app_id, len(first))
+    send(settings, second)
+
+    env2, app_id2 = stack(cli_env)
+    with worker(env2, app_id=app_id2) as running:
+        caught_up(running, settings, app_id2, len(events))
+    uninterrupted = finals(kpi_records(settings, f"{app_id2}.kpis"))
+    assert len(uninterrupted) > 40
+
+    with worker(env, app_id=app_id):  # the first app again: it restores its state and goes on
+        interrupted = wait_finals(settings, f"{app_id}.kpis", uninterrupted)
+    assert interrupted == uninterrupted
+
+
+def test_two_workers_give_the_same_final_kpis_as_one(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    kinds = list(KINDS)  # one packed partition per kind: every worker gets some work
+    start = datetime(2025, 11, 17, 9, tzinfo=UTC)
+    events = [
+        canonical(
+            (start + timedelta(minutes=n)).strftime("%Y-%m-%d %H:%M"),  # in time order: live
+            "message_sent",
+            f"{kinds[n % len(kinds)]}-{n % 4}",
+            kinds[n % len(kinds)],
+            message_id=f"m{n}",
+            recipient_count=3,
+            actor=f"u{n % 11}",
+            role="employee",
+        )
+        for n in range(360)
+    ]
+    events += [
+        canonical("2025-12-31 09:00", "channel_created", f"{kind}-{n}", kind)
+        for kind in kinds
+        for n in range(4)
+    ]
+
+    env2, app_id2 = stack(cli_env)
+    with worker(env2, app_id=app_id2) as a, worker(env2, app_id=app_id2) as b:
+        # Both have joined and split the partitions before the first event arrives.
+        assert wait_for(lambda: a.health()["assigned"] and b.health()["assigned"], timeout=60)
+        shares = (a.health()["assigned"], b.health()["assigned"])
+        send(settings, events)
+
+        env, app_id = stack(cli_env)
+        with worker(env, app_id=app_id) as one:
+            assert caught_up(one, settings, app_id, len(events))["late_dropped"] == 0
+        single = finals(kpi_records(settings, f"{app_id}.kpis"))
+        assert len(single) > 100
+
+        double = wait_finals(settings, f"{app_id2}.kpis", single)
+        health = (a.health(), b.health())
+        worked = (health[0]["events"], health[1]["events"])
+    assert double == single, (
+        f"{_differences(double, single)}\nworkers: {health}\n--- a: {a.log}\n--- b: {b.log}"
+    )
+    assert sorted(shares[0] + shares[1]) == list(range(12))
+    assert all(worked), f"both workers applied events: {worked}"
+    assert health[0]["late_dropped"] == health[1]["late_dropped"] == 0
+
+
+def _differences(got: dict[Any, Any], want: dict[Any, Any], limit: int = 12) -> str:
+    missing = sorted(want.keys() - got.keys())
+    extra = sorted(got.keys() - want.keys())
+    changed = sorted(key for key in got.keys() & want.keys() if got[key] != want[key])
+    lines = [f"{len(missing)} missing, {len(extra)} extra, {len(changed)} different"]
+    lines += [f"  missing {key}: {want[key]}" for key in missing[:limit]]
+    lines += [f"  extra {key}: {got[key]}" for key in extra[:limit]]
+    lines += [f"  different {key}: {got[key]} != {want[key]}" for key in changed[:limit]]
+    return "\n".join(lines)

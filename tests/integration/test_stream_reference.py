@@ -1,0 +1,396 @@
+"""Acceptance: on 200,000 simulated events the stream's final windows equal a plain polars
+recomputation of docs/kpis.md (tests/integration/kpi_reference.py).
+
+One real ``commpulse stream`` worker on its own stack (app id, packed, kpis and alerts
+topics) reads 14 days of simulated events from the events topic. Once it has caught up,
+every window it has made final must equal the reference, and it must have made final the
+large majority of the windows whose end + settle time + grace lies before the last event.
+Then one ``channel_created`` per channel, 14 days after the history, pushes every group's
+watermark past every window of the history: again every final window must equal the
+reference, and now every window of the history must be final.
+
+Channel windows and kind windows are checked apart (a kind window waits for the kind in
+every source partition, and the worker reads them unevenly while catching up).
+
+The reference is computed from the simulated events as generated (raw actor ids), not
+read back from the events topic: pseudonymisation maps equal ids to equal pseudonyms and
+different ids to different ones, so every count is the same, and the comparison covers
+validation, pseudonymisation, the producer and the packer too. Every event is accepted
+and none is late (both asserted), so the stream saw exactly these events.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import polars as pl
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from commpulse.settings import (
+    KafkaSettings,
+    PrivacySettings,
+    Settings,
+    TopicSettings,
+    load_settings,
+)
+from infra import EmbeddedBroker, ensure_topics
+from ingest.simulator import SimulationConfig, simulate
+from streams.records import KpiRecord
+from tests.integration.kpi_reference import Key, Value, reference_frame
+from tests.integration.stream_support import canonical, caught_up, finals, send, worker
+from tests.integration.support import PSEUDONYM_KEY
+from tests.integration.test_stream import stack
+
+EVENTS: Final = 200_000
+END: Final = datetime(2026, 11, 1, tzinfo=UTC)
+CONFIG: Final = SimulationConfig(events=EVENTS, days=14, seed=7, end=END)
+#: 14 days after the history every window of it has settled (the slowest, a day's SLA
+#: rate, needs 7 days + 3 business days + grace); still in the past, so ingest accepts it.
+PUSH: Final = END + timedelta(days=14)
+GRACE_S: Final = 600.0
+CHUNK: Final = 25_000
+
+# -- comparing ----------------------------------------------------------------------------
+
+
+def is_kind(key: Key) -> bool:
+    """A kind window's subject is '<kind> (<scope>)'; channel ids have no spaces."""
+    return " " in key[0]
+
+
+def channels(values: Mapping[Key, Any]) -> dict[Key, Any]:
+    return {key: value for key, value in values.items() if not is_kind(key)}
+
+
+def kinds(values: Mapping[Key, Any]) -> dict[Key, Any]:
+    return {key: value for key, value in values.items() if is_kind(key)}
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@dataclass
+class Comparison:
+    compared: int = 0
+    matched: int = 0
+    #: (key, stream value, reference value or None if the reference has no such window)
+    differences: list[tuple[Key, Value, Value | None]] = field(default_factory=list)
+
+    def show(self, limit: int = 15) -> str:
+        by_kpi = _count_kpis({key for key, _, _ in self.differences})
+        lines = [f"{len(self.differences)} of {self.compared} final windows differ: {by_kpi}"]
+        lines += [
+            f"  {key}: stream {got}, reference {want}"
+            for key, got, want in self.differences[:limit]
+        ]
+        return "\n".join(lines)
+
+
+def compare(stream: Mapping[Key, Value], reference: Mapping[Key, Value]) -> Comparison:
+    """Every final window of the stream against the reference."""
+    result = Comparison()
+    for key, got in sorted(stream.items()):
+        result.compared += 1
+        want = reference.get(key)
+        if want is not None and all(_same(a, b) for a, b in zip(got, want, strict=True)):
+            result.matched += 1
+        else:
+            result.differences.append((key, got, want))
+    return result
+
+
+def _count_kpis(keys: set[Key]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key[1]] = counts.get(key[1], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# -- one run of the stack -------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """What the stream had made final at one point, and the reference for the events so far."""
+
+    finals: dict[Key, Value]
+    reference: pl.DataFrame
+    #: the latest event time of the events so far
+    last_event: float
+    health: dict[str, Any]
+
+    @property
+    def values(self) -> dict[Key, Value]:
+        frame = self.reference.select(
+            "subject", "kpi", "granularity", "window_start", "value", "numerator", "denominator"
+        )
+        return {(s, k, g, w): (v, n, d) for s, k, g, w, v, n, d in frame.iter_rows()}
+
+    def settled(self) -> set[Key]:
+        """Reference windows whose final time (end + settle + grace) is before the last event."""
+        return _keys(self.reference.filter(pl.col("final_at") < self.last_event))
+
+
+@dataclass
+class Run:
+    events: list[dict[str, Any]]
+    catching_up: Phase
+    pushed: Phase
+    #: windows sent final twice, with different values: (first, second)
+    changed: dict[Key, tuple[Value, Value]]
+    partitions: int
+    seconds: dict[str, float]
+
+
+def _keys(frame: pl.DataFrame) -> set[Key]:
+    rows = frame.select("subject", "kpi", "granularity", "window_start").iter_rows()
+    return {(s, k, g, w) for s, k, g, w in rows}
+
+
+@pytest.fixture(scope="module")
+def stack_settings(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """As the ``settings`` and ``cli_env`` fixtures, once for the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("COMMPULSE_"):
+                patch.delenv(name)
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        topics = TopicSettings(
+            events=f"{prefix}.events",
+            dlq=f"{prefix}.events.dlq",
+            kpis=f"{prefix}.kpis",
+            alerts=f"{prefix}.alerts",
+            packed=f"{prefix}.events.packed",
+        )
+        ensure_topics(broker.bootstrap_servers, topics.specs())
+        settings = load_settings(
+            data_dir=tmp_path_factory.mktemp("reference") / "data",
+            kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
+            topics=topics,
+            privacy=PrivacySettings(pseudonym_key=PSEUDONYM_KEY),
+        )
+        env = {key: value for key, value in os.environ.items() if not key.startswith("COMMPULSE_")}
+        env |= {
+            "COMMPULSE_DATA_DIR": str(settings.data_dir),
+            "COMMPULSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "COMMPULSE_TOPICS__EVENTS": topics.events,
+            "COMMPULSE_TOPICS__DLQ": topics.dlq,
+            "COMMPULSE_TOPICS__KPIS": topics.kpis,
+            "COMMPULSE_TOPICS__ALERTS": topics.alerts,
+            "COMMPULSE_TOPICS__PACKED": topics.packed,
+            "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
+        }
+        yield settings, env
+
+
+@pytest.fixture(scope="module")
+def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
+    settings, cli_env = stack_settings
+    seconds: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        seconds[name] = now - clock
+        clock = now
+
+    events = list(simulate(CONFIG))
+    push = _push_events(events)
+    lap("simulate")
+    # In time order, and each channel's events stay in order in its partition: none is late.
+    for at in range(0, len(events), CHUNK):
+        send(settings, events[at : at + CHUNK])
+    lap("send")
+    env, app_id = stack(cli_env)
+    kpis_topic = f"{app_id}.kpis"
+    # The worker starts once the history is in the log (its own rate shows), and catches up.
+    with worker(env, app_id=app_id) as running:
+        health = caught_up(running, settings, app_id, len(events), timeout=300)
+        lap("catch up")
+        first, stopped = read_finals(settings, kpis_topic)
+        lap("read finals")
+        send(settings, push)
+        pushed_health = caught_up(running, settings, app_id, len(events) + len(push), 300)
+        lap("push")
+    lap("stop the worker")
+    later, _ = read_finals(settings, kpis_topic, since=stopped)
+    second = first | later
+    changed = {
+        key: (first[key], value) for key, value in later.items() if first.get(key, value) != value
+    }
+    lap("read finals again")
+    catching_up = Phase(
+        first,
+        reference_frame(events, grace_s=GRACE_S),
+        max(e["occurred_at"] for e in events).timestamp(),
+        health,
+    )
+    pushed = Phase(
+        second, reference_frame(events + push, grace_s=GRACE_S), PUSH.timestamp(), pushed_health
+    )
+    lap("references")
+    return Run(events, catching_up, pushed, changed, settings.topics.events_partitions, seconds)
+
+
+def _push_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``channel_created`` per channel at ``PUSH``: every group's watermark moves there."""
+    found = sorted({(e["channel_id"], e["channel_kind"], e["scope"]) for e in events})
+    when = PUSH.strftime("%Y-%m-%d %H:%M")
+    return [
+        canonical(when, "channel_created", channel, kind, scope=scope, actor="clock", role="system")
+        for channel, kind, scope in found
+    ]
+
+
+def read_finals(
+    settings: Settings, topic: str, since: Mapping[int, int] | None = None, timeout: float = 180.0
+) -> tuple[dict[Key, Value], dict[int, int]]:
+    """The final values in ``topic`` (from offsets ``since``), and where the reading stopped.
+
+    One partition at a time, and only final records are decoded: the embedded broker may
+    answer one fetch with all of a topic's data whatever ``fetch_max_bytes`` says (seen: a
+    105 MB answer to ``consume_all``, over kafka-python's 100 MB frame limit).
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_bytes=8 * 1024 * 1024,
+        receive_message_max_bytes=1024 * 1024 * 1024,
+    )
+    records: list[KpiRecord] = []
+    stopped: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        for partition in sorted(consumer.partitions_for_topic(topic) or ()):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, (since or {}).get(partition, 0))
+            end = stopped[partition] = consumer.end_offsets([tp])[tp]
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"read {len(records)} finals of {topic} in {timeout} s")
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records += [
+                        KpiRecord.decode(r.value)
+                        for r in batch
+                        if r.offset < end and b'"final":true' in r.value
+                    ]
+    finally:
+        consumer.close()
+    return finals(records), stopped
+
+
+# -- watermarks ----------------------------------------------------------------------------
+
+
+def settled_by_kinds(run: Run, phase: Phase) -> set[Key]:
+    """Reference windows whose final time their kind's latest event time has passed.
+
+    Once the worker has caught up with every source partition, their groups are idle and
+    each one's watermark is its kind's latest event time (docs/kpis.md, "Late events and
+    final windows"), so exactly these windows are final.
+    """
+    latest: dict[str, float] = {}
+    for event in run.events:
+        t = event["occurred_at"].timestamp()
+        kind = event["channel_kind"]
+        latest[kind] = max(t, latest.get(kind, t))
+    marks = pl.DataFrame({"channel_kind": list(latest), "watermark": list(latest.values())})
+    ready = phase.reference.join(marks, on="channel_kind").filter(
+        pl.col("watermark") >= pl.col("final_at")
+    )
+    return _keys(ready)
+
+
+# -- the checks -------------------------------------------------------------------------------
+
+
+def test_the_worker_caught_up_with_every_event_and_none_was_late(run: Run) -> None:
+    assert run.catching_up.health["events"] == EVENTS
+    assert run.catching_up.health["late_dropped"] == 0
+    assert run.pushed.health["late_dropped"] == 0
+    laps = ", ".join(f"{name} {s:.1f} s" for name, s in run.seconds.items())
+    rate = EVENTS / run.seconds["catch up"]
+    print(f"\n{laps}; the worker caught up at {rate:.0f} events/s")  # the report's numbers
+
+
+def test_channel_windows_equal_the_reference_while_catching_up(run: Run) -> None:
+    phase = run.catching_up
+    result = compare(channels(phase.finals), phase.values)
+    print(f"\nchannel windows: {result.matched} of {result.compared} final windows equal")
+    assert result.compared > 40_000
+    assert not result.differences, result.show()
+
+
+def test_kind_windows_equal_the_reference_while_catching_up(run: Run) -> None:
+    phase = run.catching_up
+    result = compare(kinds(phase.finals), phase.values)
+    print(f"\nkind windows: {result.matched} of {result.compared} final windows equal")
+    assert result.compared > 1_000
+    assert not result.differences, result.show()
+
+
+def test_every_window_settled_by_its_kind_is_final_while_catching_up(run: Run) -> None:
+    phase = run.catching_up
+    settled = phase.settled()
+    by_kinds = settled_by_kinds(run, phase)
+    missing = settled - phase.finals.keys()
+    print(
+        f"\ncoverage: {len(settled) - len(missing)} of {len(settled)} windows settled by the "
+        f"last event of the history are final ({1 - len(missing) / len(settled):.2%}); "
+        f"{len(by_kinds)} are settled by their kind's last event. Missing by KPI "
+        f"{_count_kpis(missing)}"
+    )
+    # The worker has caught up: every group sits at its kind's latest event time.
+    late = sorted(by_kinds - phase.finals.keys())
+    assert not late, f"{len(late)} settled windows are not final: {late[:20]}"
+    assert len(by_kinds) >= 0.95 * len(settled)
+    # Nothing is final before its time either.
+    early = sorted(phase.finals.keys() - by_kinds)
+    assert not early, f"{len(early)} windows are final too early: {early[:20]}"
+
+
+def test_after_the_push_every_channel_window_is_final_and_equal(run: Run) -> None:
+    phase = run.pushed
+    # Every window of the history settles before the push (the push's own windows do not).
+    of_history = phase.reference.filter(pl.col("start") < END.timestamp())
+    assert of_history["final_at"].max() < PUSH.timestamp()  # type: ignore[operator]
+    result = compare(channels(phase.finals), phase.values)
+    history = _keys(phase.reference.filter(pl.col("final_at") < PUSH.timestamp()))
+    missing = sorted(channels(dict.fromkeys(history - phase.finals.keys())))
+    print(
+        f"\nafter the push: {result.matched} of {result.compared} final channel windows equal; "
+        f"{len(channels(dict.fromkeys(history))) - len(missing)} of "
+        f"{len(channels(dict.fromkeys(history)))} channel windows of the history final; "
+        f"kind windows of the history final: {len(kinds(dict.fromkeys(history)) & phase.finals.keys())}"
+        f" of {len(kinds(dict.fromkeys(history)))}"
+    )
+    assert not result.differences, result.show()
+    assert not missing, f"{len(missing)} channel windows are not final: {missing[:20]}"
+
+
+def test_after_the_push_every_kind_window_is_final_and_equal(run: Run) -> None:
+    phase = run.pushed
+    result = compare(kinds(phase.finals), phase.values)
+    history = _keys(phase.reference.filter(pl.col("final_at") < PUSH.timestamp()))
+    missing = sorted(kinds(dict.fromkeys(history - phase.finals.keys())))
+    assert not result.differences, result.show()
+    assert not missing, f"{len(missing)} kind windows are not final: {missing[:20]}"
+
+
+def test_a_final_window_never_changes(run: Run) -> None:
+    assert not run.changed, list(run.changed.items())[:20]
