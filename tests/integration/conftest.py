@@ -65,7 +65,7 @@ def settings(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) -> S
         data_dir=tmp_path / "data",
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
         topics=topics,
-        privacy=PrivacySettings(pseudonym_key=PSEUDONYM_KEY),  # type: ignore[arg-type]
+        privacy=PrivacySettings(pseudonym_key=PSEUDONYM_KEY),
     )
 
 

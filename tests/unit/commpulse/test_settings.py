@@ -91,7 +91,7 @@ def test_kafka_client_options_for_sasl_ssl() -> None:
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="svc",
-        sasl_password="pw",  # type: ignore[arg-type]
+        sasl_password="pw",
         ssl_cafile=Path("/etc/ca.pem"),
     )
     assert kafka.client_options() == {

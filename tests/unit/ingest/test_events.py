@@ -85,7 +85,7 @@ def test_occurred_at_must_carry_a_time_zone_and_is_stored_in_utc() -> None:
 def test_unknown_fields_are_forbidden_so_no_body_or_subject_can_pass() -> None:
     for field in ("body", "subject", "name", "email"):
         with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-            Event.model_validate(event_dict(**{field: "x"}))
+            Event.model_validate({**event_dict(), field: "x"})
 
 
 @pytest.mark.parametrize("channel_id", ["support@corp.example", " im-1", "im 1", "", "-im"])
