@@ -225,6 +225,29 @@ class AlertSettings(BaseModel):
     resend_interval_s: float = Field(60.0, gt=0, description="firing alerts are re-sent this often")
 
 
+class WarehouseSettings(BaseModel):
+    """The DuckDB warehouse, its sink, and the BI snapshot."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path | None = Field(
+        None, description="the warehouse file (default <data dir>/warehouse.duckdb)"
+    )
+    serving_path: Path | None = Field(
+        None, description="the read-only BI snapshot (default <data dir>/serving.duckdb)"
+    )
+    batch_events: int = Field(
+        50_000, ge=1, le=5_000_000, description="most events per sink transaction"
+    )
+    batch_within_s: float = Field(2.0, gt=0, description="longest wait to fill a sink batch")
+    build_interval_s: float = Field(
+        60.0, gt=0, description="how often a running sink rebuilds the core and metrics tables"
+    )
+    publish_after_build: bool = Field(
+        True, description="a running sink refreshes the BI snapshot after each rebuild"
+    )
+
+
 class PrivacySettings(BaseModel):
     model_config = _FROZEN
 
@@ -251,6 +274,15 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertSettings = AlertSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse.path or self.data_dir / "warehouse.duckdb"
+
+    @property
+    def serving_path(self) -> Path:
+        return self.warehouse.serving_path or self.data_dir / "serving.duckdb"
 
     @field_validator("data_dir")
     @classmethod

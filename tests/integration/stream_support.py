@@ -8,11 +8,9 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,6 @@ from infra import free_port
 from ingest import Producer, Pseudonymiser, Record
 from streams.records import KpiRecord
 from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, wait_for
-
-
-def canonical(when: str, event_type: str, channel: str, kind: str, **fields: Any) -> dict[str, Any]:
-    """A canonical event at ``when`` (UTC, 'YYYY-MM-DD HH:MM[:SS]')."""
-    occurred = datetime.fromisoformat(when).replace(tzinfo=UTC)
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "occurred_at": occurred.isoformat(),
-        "channel_id": channel,
-        "channel_kind": kind,
-        "scope": fields.pop("scope", "external"),
-        "actor_id": fields.pop("actor", "someone"),
-        "actor_role": fields.pop("role", "agent"),
-        **fields,
-    }
 
 
 def send(settings: Settings, events: Iterable[dict[str, Any]]) -> int:

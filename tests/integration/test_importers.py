@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 
@@ -93,6 +94,25 @@ def test_mbox_archive_once_and_again(settings: Settings, cli_env: dict[str, str]
     ids = Counter(event.event_id for _, event in events_in(settings))
     assert set(ids) == {e.event_id for e in events} and set(ids.values()) == {2}
     assert consume_all(settings.kafka.bootstrap_servers, settings.topics.dlq) == []
+
+    # In the warehouse: each message once, a request per thread started in these files, and
+    # a list that answers: most threads get a first response, between minutes and days.
+    sunk = run_cli("sink", "--until-caught-up", env=cli_env)
+    assert sunk.returncode == 0, sunk.stderr
+    assert "4,024 events read: 2,012 stored, 2,012 duplicates" in sunk.stdout
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        [(requests, answered, median)] = con.execute(
+            "SELECT count(*), count(first_response_at), median(first_response_s) "
+            "FROM core.requests WHERE channel_id = 'email:r-package-devel'"
+        ).fetchall()
+        [(messages,)] = con.execute("SELECT count(*) FROM core.messages").fetchall()
+    finally:
+        con.close()
+    print(f"r-package-devel: {requests} requests, {answered} answered, median {median:.0f} s")
+    assert requests == 376 and messages == 2012
+    assert answered / requests > 0.8
+    assert 10 * 60 < median < 3 * 86400
 
 
 def test_gharchive_hour_once_and_again(settings: Settings, cli_env: dict[str, str]) -> None:

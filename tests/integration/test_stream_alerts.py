@@ -12,8 +12,9 @@ import httpx
 from commpulse.settings import Settings
 from infra.alertmanager import AlertmanagerProcess
 from streams.alerting import IdleAlert
-from tests.integration.stream_support import canonical, send, worker
+from tests.integration.stream_support import send, worker
 from tests.integration.support import consume_all, wait_for
+from tests.scenarios import canonical
 
 # A calendar that always works, so "idle for one business minute" does not depend on the
 # weekday the test runs on.

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
+import duckdb
 import polars as pl
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -45,9 +48,10 @@ from infra import EmbeddedBroker, ensure_topics
 from ingest.simulator import SimulationConfig, simulate
 from streams.records import KpiRecord
 from tests.integration.kpi_reference import Key, Value, reference_frame
-from tests.integration.stream_support import canonical, caught_up, finals, send, worker
-from tests.integration.support import PSEUDONYM_KEY
+from tests.integration.stream_support import caught_up, finals, send, worker
+from tests.integration.support import PSEUDONYM_KEY, run_cli
 from tests.integration.test_stream import stack
+from tests.scenarios import canonical
 
 EVENTS: Final = 200_000
 END: Final = datetime(2026, 11, 1, tzinfo=UTC)
@@ -151,6 +155,9 @@ class Run:
     changed: dict[Key, tuple[Value, Value]]
     partitions: int
     seconds: dict[str, float]
+    warehouse: Path
+    sink: subprocess.CompletedProcess[str]
+    reconcile: subprocess.CompletedProcess[str]
 
 
 def _keys(frame: pl.DataFrame) -> set[Key]:
@@ -227,6 +234,11 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
         pushed_health = caught_up(running, settings, app_id, len(events) + len(push), 300)
         lap("push")
     lap("stop the worker")
+    # The warehouse loads the same log; reconcile compares it with the final day windows.
+    sunk = run_cli("sink", "--until-caught-up", env=env, timeout=900)
+    lap("sink")
+    reconciled = run_cli("reconcile", env=env, timeout=300)
+    lap("reconcile")
     later, _ = read_finals(settings, kpis_topic, since=stopped)
     second = first | later
     changed = {
@@ -243,7 +255,17 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
         second, reference_frame(events + push, grace_s=GRACE_S), PUSH.timestamp(), pushed_health
     )
     lap("references")
-    return Run(events, catching_up, pushed, changed, settings.topics.events_partitions, seconds)
+    return Run(
+        events,
+        catching_up,
+        pushed,
+        changed,
+        settings.topics.events_partitions,
+        seconds,
+        settings.warehouse_path,
+        sunk,
+        reconciled,
+    )
 
 
 def _push_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -394,3 +416,27 @@ def test_after_the_push_every_kind_window_is_final_and_equal(run: Run) -> None:
 
 def test_a_final_window_never_changes(run: Run) -> None:
     assert not run.changed, list(run.changed.items())[:20]
+
+
+def test_the_warehouse_holds_every_event_once(run: Run) -> None:
+    assert run.sink.returncode == 0, run.sink.stderr
+    sent = len(run.events) + len(_push_events(run.events))
+    assert (
+        f"{sent:,} events read: {sent:,} stored, 0 duplicates, 0 dead-lettered" in run.sink.stdout
+    )
+    con = duckdb.connect(str(run.warehouse), read_only=True)
+    try:
+        counts = con.execute("SELECT count(*), count(DISTINCT event_id) FROM raw.events").fetchall()
+        offsets = con.execute("SELECT sum(next_offset) FROM ops.offsets").fetchall()
+    finally:
+        con.close()
+    assert counts == [(sent, sent)]
+    assert offsets == [(sent,)]
+
+
+def test_reconcile_finds_no_difference_on_the_final_day_windows(run: Run) -> None:
+    print(run.reconcile.stdout[-3000:], run.seconds)
+    assert run.reconcile.returncode == 0, run.reconcile.stdout[-3000:] + run.reconcile.stderr
+    last = run.reconcile.stdout.strip().splitlines()[-1]
+    compared = int(last.split()[0].replace(",", ""))
+    assert last.endswith(" 0 different") and compared > 5_000, last

@@ -1,0 +1,103 @@
+"""``commpulse sink``, ``commpulse replay`` and ``commpulse reconcile``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from commpulse.cli.console import err, number, out
+from commpulse.cli.root import EXIT_DEAD_LETTERED, State, app, fail
+from commpulse.warehousing import SinkRun, reconcile_with_stream, replay, sink
+from warehouse.build import BuildResult
+from warehouse.sink import SinkProgress
+
+
+class _Progress:
+    """One status line on stderr, at most every half second."""
+
+    def __init__(self) -> None:
+        self._status = err.status("starting…")
+        self._status.start()
+
+    def __call__(self, progress: SinkProgress) -> None:
+        self._status.update(
+            f"{number(progress.received)} events read, {number(progress.stored)} stored "
+            f"({number(progress.rate)}/s), lag {number(progress.lag)}"
+        )
+
+    def build(self, result: BuildResult) -> None:
+        err.print(
+            f"built core and metrics: {number(result.requests)} requests, "
+            f"{number(result.messages)} messages, {number(result.kpi_rows)} daily KPI rows "
+            f"in {result.seconds:.1f} s",
+            markup=False,
+        )
+
+    def stop(self) -> None:
+        self._status.stop()
+
+
+def _summary(run: SinkRun) -> None:
+    result = run.sink
+    out.print(
+        f"{number(result.received)} events read: {number(result.stored)} stored, "
+        f"{number(result.duplicates)} duplicates, {number(result.invalid)} dead-lettered, "
+        f"in {result.seconds:.1f} s → {run.path}",
+        markup=False,
+    )
+
+
+@app.command(name="sink")
+def sink_command(
+    ctx: typer.Context,
+    until_caught_up: Annotated[
+        bool, typer.Option("--until-caught-up", help="Exit once no lag is left.")
+    ] = False,
+) -> None:
+    """Load the events topic into the warehouse, exactly once.
+
+    Rows and consumed offsets commit together; an event sent twice is stored
+    once. Core and metrics tables are rebuilt after loading.
+    """
+    settings = ctx.ensure_object(State).settings()
+    progress = _Progress()
+    try:
+        run = sink(
+            settings, until_caught_up=until_caught_up, on_progress=progress, on_build=progress.build
+        )
+    finally:
+        progress.stop()
+    _summary(run)
+    if run.sink.invalid:
+        raise typer.Exit(EXIT_DEAD_LETTERED)
+
+
+@app.command(name="replay")
+def replay_command(ctx: typer.Context) -> None:
+    """Rebuild the warehouse from the log and swap it in."""
+    settings = ctx.ensure_object(State).settings()
+    progress = _Progress()
+    try:
+        run = replay(settings, on_progress=progress)
+    finally:
+        progress.stop()
+    _summary(run)
+
+
+@app.command(name="reconcile")
+def reconcile_command(ctx: typer.Context) -> None:
+    """Compare the stream's final windows with the warehouse."""
+    settings = ctx.ensure_object(State).settings()
+    result = reconcile_with_stream(settings)
+    for difference in result.differences:
+        out.print(str(difference), markup=False)
+    if result.compared == 0:
+        fail("no final day windows in the kpis topic yet: is a stream worker running?")
+    out.print(
+        f"{number(result.compared)} final day windows compared, "
+        f"{number(len(result.differences))} different",
+        markup=False,
+    )
+    if result.differences:
+        raise typer.Exit(1)

@@ -1,0 +1,159 @@
+"""The sink on the real broker into a real DuckDB file: exactly once, kill -9, replay, reconcile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from kafka import KafkaProducer
+
+from commpulse.settings import Settings
+from ingest.simulator import SimulationConfig, simulate
+from tests.integration.stream_support import caught_up, send, worker
+from tests.integration.support import COMMPULSE, consume_all, run_cli, wait_for
+from tests.integration.test_stream import stack
+from tests.scenarios import CALENDAR, calendar_scenario, ticket_scenario
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_each_event_is_stored_once_and_bad_records_are_dead_lettered(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    events = ticket_scenario()
+    send(settings, events)
+    first = run_cli("sink", "--until-caught-up", env=cli_env)
+    assert first.returncode == 0, first.stderr
+    assert f"{len(events)} events read: {len(events)} stored, 0 duplicates" in first.stdout
+    path = settings.warehouse_path
+    assert query(path, "SELECT count(*) FROM core.requests WHERE channel_id = 'tk'") == [(7,)]
+    # The sink refreshed the BI snapshot after its build: core and metrics, no raw events.
+    serving = settings.serving_path
+    assert query(serving, "SELECT count(*) FROM core.requests WHERE channel_id = 'tk'") == [(7,)]
+    assert query(
+        serving, "SELECT DISTINCT schema_name FROM duckdb_tables() ORDER BY ALL"
+    ) == [("core",), ("meta",), ("metrics",)]
+    assert query(
+        path,
+        "SELECT value, numerator, denominator FROM metrics.kpi_daily WHERE channel_id = 'tk' "
+        "AND kpi = 'fcr_rate' AND day = DATE '2025-11-17'",
+    ) == [(0.5, 2.0, 4.0)]
+
+    # The same events again (a producer retry, a file ingested twice), and a record that is
+    # not an event at all, written straight to the topic past ingest.
+    send(settings, events)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    producer.send(settings.topics.events, b'{"event_type": "ticket_opened"}', key=b"tk")
+    producer.close()
+    second = run_cli("sink", "--until-caught-up", env=cli_env)
+    assert second.returncode == 3, second.stderr  # something was dead-lettered
+    assert (
+        f"{len(events) + 1} events read: 0 stored, {len(events)} duplicates, 1 dead-lettered"
+        in second.stdout
+    )
+    assert query(path, "SELECT count(*), count(DISTINCT event_id) FROM raw.events") == [
+        (len(events), len(events))
+    ]
+    [letter] = consume_all(settings.kafka.bootstrap_servers, settings.topics.dlq)
+    headers = dict(letter.headers)
+    assert letter.value == b'{"event_type": "ticket_opened"}'
+    assert headers["commpulse.error"] == b"missing_field"
+    assert headers["commpulse.source"].startswith(f"sink:{settings.topics.events}/".encode())
+    assert query(path, "SELECT sum(received), sum(stored), sum(duplicates), sum(invalid) "
+                       "FROM ops.loads") == [(2 * len(events) + 1, len(events), len(events), 1)]  # fmt: skip
+
+
+def test_a_sink_killed_mid_load_resumes_exactly(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    events = list(simulate(SimulationConfig(events=60_000, days=30, seed=3)))
+    sent = send(settings, events)
+    env = cli_env | {"COMMPULSE_WAREHOUSE__BATCH_EVENTS": "2000"}
+    path = settings.warehouse_path
+    log = Path(tempfile.mkdtemp()) / "sink.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [COMMPULSE, "-v", "sink", "--until-caught-up"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # Kill it once a few batches are in, in the middle of the load.
+        assert wait_for(lambda: log.read_text().count("batch committed") >= 3, timeout=120)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    [(stored,)] = query(path, "SELECT count(*) FROM raw.events")
+    assert 0 < stored < sent, log.read_text()[-2000:]
+
+    again = run_cli("sink", "--until-caught-up", env=env)
+    assert again.returncode == 0, again.stderr
+    assert query(path, "SELECT count(*), count(DISTINCT event_id) FROM raw.events") == [
+        (sent, sent)
+    ]
+    # Exactly the rest was read again: nothing twice, nothing skipped.
+    assert f"{sent - stored:,} events read: {sent - stored:,} stored, 0 duplicates" in again.stdout
+    assert query(path, "SELECT sum(next_offset) FROM ops.offsets") == [(sent,)]
+
+
+def test_replay_rebuilds_the_same_warehouse_in_a_new_file(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    send(settings, ticket_scenario())
+    assert run_cli("sink", "--until-caught-up", env=cli_env).returncode == 0
+    path = settings.warehouse_path
+    daily = "SELECT * FROM metrics.kpi_daily ORDER BY ALL"
+    before, inode = query(path, daily), path.stat().st_ino
+    replayed = run_cli("replay", env=cli_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert path.stat().st_ino != inode
+    assert query(path, daily) == before
+    assert not list(path.parent.glob(".*replay*"))
+
+
+def test_reconcile_lists_exactly_the_window_a_late_event_changed(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "channels.toml"
+    catalog.write_text(CALENDAR)
+    events = calendar_scenario()
+    send(settings, events)
+    env, app_id = stack(cli_env)
+    env |= {"COMMPULSE_METRICS__CATALOG": str(catalog)}
+    with worker(env, app_id=app_id) as running:
+        assert caught_up(running, settings, app_id, len(events))["late_dropped"] == 1
+    assert run_cli("sink", "--until-caught-up", env=env).returncode == 0
+    reconciled = run_cli("reconcile", env=env)
+    assert reconciled.returncode == 1, reconciled.stderr
+    lines = reconciled.stdout.strip().splitlines()
+    # The stream dropped one event 20 minutes late (beyond its grace); the warehouse kept it.
+    assert lines[:-1] == [
+        "2025-11-17 soc volume: stream (3, 3, null), warehouse (4, 4, null)",
+        "2025-11-17 social (external) volume: stream (3, 3, null), warehouse (4, 4, null)",
+    ]
+    assert lines[-1].endswith(" final day windows compared, 2 different")
+
+
+def test_a_warehouse_in_use_is_one_clear_error(settings: Settings, cli_env: dict[str, str]) -> None:
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(settings.warehouse_path))  # another process holds the write lock
+    try:
+        locked = run_cli("sink", "--until-caught-up", env=cli_env)
+    finally:
+        con.close()
+    assert locked.returncode == 1
+    assert locked.stderr.strip().count("\n") == 0, locked.stderr
+    assert "cannot open the warehouse" in locked.stderr
