@@ -1,6 +1,10 @@
 """The ``commpulse`` command line. Each command parses, calls one function, prints."""
 
-from commpulse.cli import cmd_broker, cmd_import, cmd_ingest, cmd_simulate, cmd_stream  # noqa: F401  (register commands)
+# isort: skip_file
+# Importing a command module registers its commands; `--help` lists them in this order,
+# the order of the pipeline (F401 is off for this file).
+from commpulse.cli import cmd_broker, cmd_ingest, cmd_simulate, cmd_stream, cmd_warehouse
+from commpulse.cli import cmd_sql, cmd_report, cmd_publish, cmd_import
 from commpulse.cli.root import app, main
 
 __all__ = ["app", "main"]

@@ -23,6 +23,12 @@ COMMANDS = [
     "demo",
     "stream",
     "kpis",
+    "sink",
+    "replay",
+    "reconcile",
+    "sql",
+    "report",
+    "publish",
     "import",
 ]
 
