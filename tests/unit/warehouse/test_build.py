@@ -180,6 +180,48 @@ def test_quarters_targets_grades_and_health(con: duckdb.DuckDBPyConnection) -> N
     ]
 
 
+def test_hotline_calls_and_reviewed_posts(con: duckdb.DuckDBPyConnection) -> None:
+    from tests.scenarios import canonical
+
+    hot = {"kind": "hotline"}
+    kb = {"kind": "knowledge_base", "scope": "internal", "role": "employee"}
+    c = canonical
+    load(
+        con,
+        [
+            c("2025-11-17 10:00:00", "call_received", "hot", **hot, conversation_id="k1",
+              actor="x1", role="customer"),
+            c("2025-11-17 10:00:40", "call_answered", "hot", **hot, conversation_id="k1",
+              actor="a1"),
+            c("2025-11-17 10:05:00", "call_received", "hot", **hot, conversation_id="k2",
+              actor="x2", role="customer"),
+            c("2025-11-17 10:07:00", "call_answered", "hot", **hot, conversation_id="k2",
+              actor="a1"),
+            # Submitted Monday 17:00; reviewed within one working day (by Tuesday 17:00) or not.
+            c("2025-11-17 17:00", "post_submitted", "kb", **kb, conversation_id="p1", actor="w1"),
+            c("2025-11-18 16:00", "post_reviewed", "kb", **kb, conversation_id="p1", actor="ed",
+              decision="approved"),
+            c("2025-11-17 17:00", "post_submitted", "kb", **kb, conversation_id="p2", actor="w2"),
+            c("2025-11-19 09:30", "post_reviewed", "kb", **kb, conversation_id="p2", actor="ed",
+              decision="rejected"),
+        ],
+    )  # fmt: skip
+    build(con, ChannelCatalog(), now=datetime(2026, 1, 1, tzinfo=UTC))
+    kpis = daily(con)
+    # k1 answered in 40 s (met, target 60 s), k2 in 120 s (breached).
+    assert kpis[("hot", "hotline_answer_sla_rate", "2025-11-17")] == (0.5, 1.0, 2.0)
+    assert kpis[("hot", "first_response_median_s", "2025-11-17")] == (80.0, None, 2.0)
+    assert kpis[("kb", "review_sla_rate", "2025-11-17")] == (0.5, 1.0, 2.0)
+    reviews = con.execute(
+        "SELECT post_id, review_s, review_business_s, sla_status FROM core.reviews ORDER BY 1"
+    ).fetchall()
+    # p1: Monday 17:00-18:00 and Tuesday 09:00-12:00, 13:00-16:00 = 7 working hours.
+    assert reviews == [
+        ("p1", 23 * 3600.0, 7 * 3600.0, "met"),
+        ("p2", 40.5 * 3600.0, 9.5 * 3600.0, "breached"),
+    ]
+
+
 def test_every_day_window_equals_the_polars_reference(con: duckdb.DuckDBPyConnection) -> None:
     end = datetime(2026, 10, 5, 12, tzinfo=UTC)
     events = list(simulate(SimulationConfig(events=20_000, days=20, seed=7, end=end)))
