@@ -9,6 +9,8 @@ the working directory, or ``--config FILE``), then the defaults below.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -326,3 +328,41 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigurationError(f"invalid settings: {problems}") from exc
     except ValueError as exc:  # e.g. a TOML syntax error
         raise ConfigurationError(f"invalid config file {toml_file}: {exc}") from exc
+
+
+def child_environment(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment for a child ``commpulse`` process that should see ``settings``.
+
+    Every setting is written out as its ``COMMPULSE_…`` variable (secrets
+    included), replacing the parent's own, so a child sees exactly what the
+    parent resolved from its flags, config file and environment.
+    ``overrides`` are dotted setting names, e.g. ``{"stream.web_port": "0"}``
+    given as ``stream__web_port="0"``.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_PREFIX)}
+    env |= _flatten(settings, _PREFIX)
+    env |= {_PREFIX + key.upper(): value for key, value in overrides.items()}
+    return env
+
+
+_PREFIX = "COMMPULSE_"
+
+
+def _flatten(model: BaseModel, prefix: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            out |= _flatten(value, key + "__")
+        elif value is None:
+            continue
+        elif isinstance(value, SecretStr):
+            out[key] = value.get_secret_value()
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, list | tuple | dict):
+            out[key] = json.dumps(value, default=str)
+        else:
+            out[key] = str(value)
+    return out

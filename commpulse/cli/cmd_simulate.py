@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from commpulse.cli.cmd_ingest import run_ingest, summary_line
-from commpulse.cli.console import err, number, progress_bar
+from commpulse.cli.cmd_ingest import run_ingest
+from commpulse.cli.console import number, progress_bar
 from commpulse.cli.console import out as out_console
 from commpulse.cli.root import State, app, fail
-from commpulse.demo import demo_settings, prepare_workdir, run_demo
 from commpulse.simulation import SimulatedEvents
 from ingest.simulator import SimulationConfig
 from ingest.simulator import simulate as simulated_events
@@ -76,50 +74,3 @@ def simulate(
             simulated_events(config), out, on_written=lambda n: progress.update(task, completed=n)
         )
     out_console.print(f"wrote {number(written)} events to {out}", markup=False)
-
-
-@app.command()
-def demo(
-    ctx: typer.Context,
-    events: Annotated[
-        int, typer.Option("--events", "-n", min=1, help="How many events to simulate.")
-    ] = 100_000,
-    workdir: Annotated[
-        Path,
-        typer.Option(
-            help="Where the demo keeps everything (emptied first if an earlier demo made it)."
-        ),
-    ] = Path("commpulse-demo"),
-    seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
-) -> None:
-    """Run the whole pipeline on simulated data.
-
-    Starts the embedded broker in --workdir, creates the topics, simulates and
-    ingests a quarter of activity, and reports what landed where.
-    """
-    base = ctx.ensure_object(State).settings()
-    directory = prepare_workdir(workdir)
-    settings = demo_settings(base, directory)
-    err.print(
-        f"demo in {directory}: embedded broker, topics, {number(events)} simulated events",
-        markup=False,
-    )
-    with progress_bar("events") as progress:
-        task = progress.add_task("simulate + ingest", total=events)
-        result = run_demo(
-            settings,
-            events=events,
-            seed=seed,
-            on_progress=lambda s: progress.update(task, completed=s.done),
-        )
-    out_console.print(summary_line(result.ingest, "the simulator"), markup=False)
-    table = Table("topic", "records", box=None, pad_edge=False)
-    for topic, count in result.topic_records.items():
-        table.add_row(topic, number(count))
-    out_console.print(table)
-    out_console.print(
-        f"data: {settings.data_dir}\n"
-        f"next: commpulse --data-dir {settings.data_dir} broker   (serve this data again)\n"
-        f"      commpulse --data-dir {settings.data_dir} serve-ingest   (HTTP ingest)",
-        markup=False,
-    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from commpulse.settings import TopicSettings
@@ -68,32 +70,80 @@ def test_interrupting_an_ingest_stops_everything(tmp_path: Path, how: str) -> No
     )
 
 
+def processes_under(directory: Path) -> list[int]:
+    """Processes whose command line or environment names ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(directory).encode() in seen:
+            found.append(int(entry.name))
+    return found
+
+
 def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     result = run_cli("demo", "--events", "20000", "--workdir", str(workdir), env=plain_env())
     assert result.returncode == 0, result.stderr
-    assert "20,000 sent · 0 dead-lettered" in result.stdout
-    lines = {
-        line.split()[0]: line.split()[1]
-        for line in result.stdout.splitlines()
-        if line.startswith("commpulse.")
-    }
-    assert lines == {
-        "commpulse.events": "20,000",
-        "commpulse.events.dlq": "0",
-        "commpulse.kpis": "0",
-        "commpulse.alerts": "0",
-    }
+    out = result.stdout
+    assert "20,000 sent · 0 dead-lettered" in out
+    assert "warehouse: 20,000 events stored (0 duplicates, 0 dead-lettered)" in out
+    assert "stream: 20,000 events applied, 0 late" in out
+    [alert] = [line for line in out.splitlines() if line.startswith("alert: ")]
+    assert " went idle (firing since " in alert and " resolved at " in alert
+    # The one extra event is the activity the demo sent to resolve the alert.
+    assert re.search(r"topic commpulse\.events +20,001 records", out)
+    assert re.search(r"topic commpulse\.alerts +[1-9][\d,]* records", out)
+
+    [html] = (workdir / "reports").glob("report-*.html")
+    page = html.read_text()
+    assert "quarterly evaluation" in page and "Worst SLA breaches" in page
+    con = duckdb.connect(str(workdir / "data" / "serving.duckdb"), read_only=True)
+    try:
+        schemas = {
+            row[0] for row in con.execute("SELECT schema_name FROM duckdb_tables()").fetchall()
+        }
+        [(quarterly,)] = con.execute("SELECT count(*) FROM metrics.kpi_quarterly").fetchall()
+    finally:
+        con.close()
+    assert "raw" not in schemas and quarterly > 100
+    assert out.count("commpulse --data-dir") == 3  # three example queries
     assert running_broker(workdir / "data" / "broker") is None
-    # A second demo in the same work dir starts fresh.
-    again = run_cli("demo", "--events", "1000", "--workdir", str(workdir), env=plain_env())
-    assert again.returncode == 0, again.stderr
-    assert counts_in(workdir / "data") == {TOPICS.events: 1000, TOPICS.dlq: 0}
+    assert processes_under(workdir) == []
 
 
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    result = run_cli("demo", "--events", "10", "--workdir", str(tmp_path), env=plain_env())
+    result = run_cli("demo", "--events", "1000", "--workdir", str(tmp_path), env=plain_env())
     assert result.returncode == 1
     assert "is not empty and was not made by `commpulse demo`" in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupting_the_demo_stops_its_worker_and_broker(tmp_path: Path, how: str) -> None:
+    workdir = tmp_path / "demo"
+    with subprocess.Popen(
+        [COMMPULSE, "demo", "--events", "20000", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plain_env(),
+        start_new_session=True,
+    ) as process:
+        log = workdir / "logs" / "stream.log"
+        # Interrupt it while the stream worker (a child process) is running.
+        assert wait_for(lambda: log.exists() and "stream worker" in log.read_text(), timeout=120)
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.terminate()
+        _, err = process.communicate(timeout=90)
+    assert process.returncode == 130, err
+    assert err.strip().endswith("interrupted; stopped cleanly")
+    assert "Traceback" not in err
+    assert wait_for(lambda: processes_under(workdir) == [], timeout=15), processes_under(workdir)

@@ -41,9 +41,11 @@ def test_each_event_is_stored_once_and_bad_records_are_dead_lettered(
     # The sink refreshed the BI snapshot after its build: core and metrics, no raw events.
     serving = settings.serving_path
     assert query(serving, "SELECT count(*) FROM core.requests WHERE channel_id = 'tk'") == [(7,)]
-    assert query(
-        serving, "SELECT DISTINCT schema_name FROM duckdb_tables() ORDER BY ALL"
-    ) == [("core",), ("meta",), ("metrics",)]
+    assert query(serving, "SELECT DISTINCT schema_name FROM duckdb_tables() ORDER BY ALL") == [
+        ("core",),
+        ("meta",),
+        ("metrics",),
+    ]
     assert query(
         path,
         "SELECT value, numerator, denominator FROM metrics.kpi_daily WHERE channel_id = 'tk' "

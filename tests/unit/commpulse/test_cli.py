@@ -21,6 +21,7 @@ COMMANDS = [
     "serve-ingest",
     "simulate",
     "demo",
+    "up",
     "stream",
     "kpis",
     "sink",

@@ -1,0 +1,27 @@
+"""``commpulse up``: everything in the foreground, supervised."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+
+from commpulse.cli.console import err
+from commpulse.cli.root import State, app
+from commpulse.supervisor import supervise
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Run broker, stream worker, sink and ingest, supervised.
+
+    The embedded broker starts unless a cluster is configured. A child that
+    exits is logged and restarted (back-off up to a minute); each writes its
+    log to <data dir>/logs/. Ctrl-C stops everything.
+    """
+    settings = ctx.ensure_object(State).settings()
+
+    def show(line: str) -> None:
+        err.print(f"{datetime.now():%H:%M:%S} {line}", markup=False)
+
+    supervise(settings, on_event=show)
