@@ -120,35 +120,26 @@ GROUP BY GROUPING SETS ((period, f.channel_id, c.channel_kind, c.scope),
 def _trailing(kpi: Kpi, timezone: str) -> str:
     """Distinct actors over the trailing days up to each day that has events.
 
-    A kind's value counts the people of those of its channels that had an event
-    that day, as the stream's kind window does.
+    Each activity row is spread over the report days it counts for (its day and
+    the ``trailing_days - 1`` after), so the count is an equi-join and a distinct
+    count rather than a range join. A kind's value counts the people of those of
+    its channels that had an event that day, as the stream's kind window does.
     """
     measure = kpi.measure
     assert isinstance(measure, Distinct)
-    days = measure.trailing_days
-    where = _predicate(measure.where)
-    event_days = (
-        f"SELECT DISTINCT {_day('occurred_at', timezone)} AS day, f.channel_id, c.channel_kind, "
-        "c.scope FROM raw.events f JOIN core.channels c USING (channel_id)"
-    )
     return f"""
-SELECT d.day AS period, d.channel_id, d.channel_kind, d.scope, {_literal(kpi.name)} AS kpi,
-       CAST(count(DISTINCT f.{measure.column}) FILTER (WHERE {where}) AS DOUBLE) AS value,
-       CAST(count(DISTINCT f.{measure.column}) FILTER (WHERE {where}) AS DOUBLE) AS numerator,
+SELECT d.day AS period, d.channel_id, c.channel_kind, c.scope, {_literal(kpi.name)} AS kpi,
+       CAST(count(DISTINCT x.{measure.column}) AS DOUBLE) AS value,
+       CAST(count(DISTINCT x.{measure.column}) AS DOUBLE) AS numerator,
        CAST(NULL AS DOUBLE) AS denominator
-FROM ({event_days}) d
-LEFT JOIN core.activity f ON f.channel_id = d.channel_id
-     AND f.day > d.day - INTERVAL {days} DAY AND f.day <= d.day
-GROUP BY d.day, d.channel_id, d.channel_kind, d.scope
-UNION ALL
-SELECT d.day, NULL, d.channel_kind, d.scope, {_literal(kpi.name)},
-       CAST(count(DISTINCT f.{measure.column}) FILTER (WHERE {where}) AS DOUBLE),
-       CAST(count(DISTINCT f.{measure.column}) FILTER (WHERE {where}) AS DOUBLE),
-       CAST(NULL AS DOUBLE)
-FROM ({event_days}) d
-LEFT JOIN core.activity f ON f.channel_id = d.channel_id
-     AND f.day > d.day - INTERVAL {days} DAY AND f.day <= d.day
-GROUP BY d.day, d.channel_kind, d.scope"""
+FROM (SELECT DISTINCT {_day("occurred_at", timezone)} AS day, f.channel_id FROM raw.events f) d
+JOIN core.channels c USING (channel_id)
+LEFT JOIN (SELECT f.channel_id, f.day + CAST(r.k AS INTEGER) AS report_day, f.{measure.column}
+           FROM core.activity f, range({measure.trailing_days}) r(k)
+           WHERE {_predicate(measure.where)}) x
+       ON x.channel_id = d.channel_id AND x.report_day = d.day
+GROUP BY GROUPING SETS ((d.day, d.channel_id, c.channel_kind, c.scope),
+                        (d.day, c.channel_kind, c.scope))"""
 
 
 def kpi_daily_sql(timezone: str, kpis: tuple[Kpi, ...] = CATALOG) -> str:

@@ -25,7 +25,7 @@ from metrics.windows import WindowClock
 from warehouse.facts import FactBuilder, Facts
 from warehouse.schema import scalar
 
-__all__ = ["BuildResult", "build"]
+__all__ = ["BuildResult", "build", "write_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def build(
     con.execute("BEGIN TRANSACTION")
     try:
         _write_core(con, facts, catalog)
-        _write_metrics(con, catalog, timezone, as_of)
+        write_metrics(con, timezone)
+        _channel_health(con, catalog, as_of)
         kpi_rows = int(scalar(con, "SELECT count(*) FROM metrics.kpi_daily"))
         seconds = time.monotonic() - started
         con.execute(
@@ -244,9 +245,8 @@ def _quarter(day: date) -> str:
     return f"{day.year}Q{(day.month - 1) // 3 + 1}"
 
 
-def _write_metrics(
-    con: duckdb.DuckDBPyConnection, catalog: ChannelCatalog, timezone: str, as_of: datetime
-) -> None:
+def write_metrics(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
+    """The KPI tables and the quarterly evaluation, from the core tables (no transaction)."""
     con.execute("DELETE FROM metrics.kpi_daily")
     con.execute(f"INSERT INTO metrics.kpi_daily {kpi_daily_sql(timezone)}")
     targets = pl.DataFrame(
@@ -294,7 +294,6 @@ LEFT JOIN metrics.kpi_quarterly p
 LEFT JOIN graded g
        ON g.quarter = k.quarter AND g.channel_id IS NOT DISTINCT FROM k.channel_id
       AND g.channel_kind = k.channel_kind AND g.scope = k.scope""")
-    _channel_health(con, catalog, as_of)
 
 
 def _channel_health(

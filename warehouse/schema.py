@@ -301,6 +301,7 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
     except duckdb.IOException as exc:
         raise WarehouseError(f"cannot open the warehouse {path}: {exc}") from exc
     try:
+        con.execute("SET enable_progress_bar = false")  # commands print their own progress
         if read_only:
             found = version_of(con)
             if found != MIGRATIONS[-1].version:

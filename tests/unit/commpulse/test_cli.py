@@ -27,6 +27,7 @@ COMMANDS = [
     "sink",
     "replay",
     "reconcile",
+    "bench",
     "sql",
     "report",
     "publish",

@@ -1,0 +1,189 @@
+"""``commpulse bench``: throughput, latency and memory of every stage, as ratios.
+
+Each stage is measured in the same run as the baseline it is compared with,
+on the same broker and the same records, because these small machines are
+noisy: ingest against a raw produce with the same client and settings, the
+sink and the stream worker against a raw consume-and-decode with aiokafka
+(the fastest client here). Topics get a fresh prefix per run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from commpulse.benchmark.clients import consume_aiokafka, consume_kafka_python, produce_raw
+from commpulse.benchmark.latency import probe_latency
+from commpulse.benchmark.quarterly import time_quarterly
+from commpulse.children import Child
+from commpulse.kafka import connect, make_producer
+from commpulse.settings import KafkaSettings, Settings, TopicSettings, child_environment
+from infra import TopicSpec, ensure_topics, free_port
+from ingest import Record
+from ingest.simulator import SimulationConfig, simulate
+from warehouse.schema import open_warehouse
+from warehouse.sink import SinkConfig, run_sink
+
+__all__ = ["run_bench"]
+
+
+def _rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _self_rss_kib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_bench(
+    settings: Settings,
+    *,
+    events: int,
+    quarterly_sizes: tuple[int, ...] = (1_000_000, 10_000_000),
+    on_stage: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every stage once; returns the figures (see docs/performance.md)."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    topics = TopicSettings(
+        events=f"{prefix}.events",
+        dlq=f"{prefix}.dlq",
+        kpis=f"{prefix}.kpis",
+        alerts=f"{prefix}.alerts",
+        packed=f"{prefix}.packed",
+        events_partitions=settings.topics.events_partitions,
+    )
+    raw_topic = f"{prefix}.raw"
+    work = Path(tempfile.mkdtemp(prefix="commpulse-bench-"))
+    result: dict[str, Any] = {"events": events, "rates": {}, "seconds": {}, "rss_peak_mib": {}}
+    rates, seconds = result["rates"], result["seconds"]
+    with connect(settings, ensure_topics_exist=False) as target:
+        here = settings.model_copy(
+            update={
+                "kafka": settings.kafka
+                if settings.kafka.bootstrap_servers
+                else KafkaSettings(bootstrap_servers=target.bootstrap_servers),
+                "topics": topics,
+                "data_dir": work,
+            }
+        )
+        options = target.client_options
+        specs = [*topics.specs(), TopicSpec(raw_topic, topics.events_partitions)]
+        ensure_topics(target.bootstrap_servers, specs, client_options=options)
+
+        on_stage(f"simulate {events:,} events")
+        data = list(simulate(SimulationConfig(events=events, seed=1)))
+        encoded = [
+            (e["channel_id"].encode(), orjson.dumps(e, option=orjson.OPT_NAIVE_UTC)) for e in data
+        ]
+        result["event_bytes_mean"] = round(sum(len(v) for _, v in encoded) / len(encoded), 1)
+
+        on_stage("baseline: raw produce (kafka-python, as ingest configures it)")
+        rates["raw_produce"] = produce_raw(target.bootstrap_servers, raw_topic, encoded, options)
+
+        on_stage("ingest: validate, pseudonymise, produce")
+        started = time.perf_counter()
+        with make_producer(here, target) as producer:
+            sent = producer.send_many([Record(e) for e in data])
+            producer.flush()
+        rates["ingest"] = sent.accepted / (time.perf_counter() - started)
+
+        on_stage("baselines: raw consume and decode (aiokafka, kafka-python)")
+        rates["raw_consume_aiokafka"] = consume_aiokafka(
+            target.bootstrap_servers, topics.events, sent.accepted, options
+        )
+        rates["raw_consume_kafka_python"] = consume_kafka_python(
+            target.bootstrap_servers, topics.events, sent.accepted, options
+        )
+
+        on_stage("sink: from start to caught up")
+        con = open_warehouse(work / "warehouse.duckdb")
+        try:
+            loaded = run_sink(
+                con,
+                SinkConfig(
+                    bootstrap_servers=target.bootstrap_servers,
+                    topic=topics.events,
+                    dlq_topic=topics.dlq,
+                    client_options=options,
+                    batch_events=here.warehouse.batch_events,
+                    batch_within_s=0.5,
+                ),
+                until_caught_up=True,
+            )
+            from metrics.channels import ChannelCatalog
+            from warehouse.build import build
+
+            built = build(con, ChannelCatalog(), here.metrics.timezone)
+        finally:
+            con.close()
+        rates["sink"] = loaded.received / loaded.seconds
+        seconds["sink_build"] = built.seconds
+        result["rss_peak_mib"]["bench_process_with_sink"] = round(_self_rss_kib() / 1024, 1)
+
+        on_stage("stream worker: from start to caught up")
+        port = free_port()
+        env = child_environment(here, stream__web_port=str(port), stream__app_id=f"{prefix}-stream")
+        url = f"http://127.0.0.1:{port}"
+        with Child("stream", ["stream"], env=env, log_path=work / "stream.log") as worker:
+            started = time.perf_counter()
+            health = _wait_caught_up(url, worker, sent.accepted)
+            elapsed = time.perf_counter() - started
+            rates["stream"] = sent.accepted / elapsed
+            seconds["stream_startup"] = round(health.get("uptime_s", 0.0), 1)
+            on_stage("latency: event → KPI update at half the stream's rate")
+            result["latency_s"] = probe_latency(
+                here, target, rate=max(rates["stream"] / 2, 10.0), probes=200
+            )
+            assert worker.pid is not None
+            result["rss_peak_mib"]["stream_worker"] = round(_rss_peak_kib(worker.pid) / 1024, 1)
+
+        for size in quarterly_sizes:
+            on_stage(f"quarterly evaluation at {size:,} events (warehouse filled by SQL)")
+            filled, evaluated = time_quarterly(size, work)
+            seconds[f"quarterly_fill_{size}"] = round(filled, 2)
+            seconds[f"quarterly_eval_{size}"] = round(evaluated, 3)
+
+    base = rates["raw_consume_aiokafka"]
+    result["ratios"] = {
+        "stream_vs_consume": rates["stream"] / base,
+        "sink_vs_consume": rates["sink"] / base,
+        "ingest_vs_produce": rates["ingest"] / rates["raw_produce"],
+    }
+    result["quarterly_eval_1m_s"] = seconds.get("quarterly_eval_1000000")
+    result["quarterly_eval_10m_s"] = seconds.get("quarterly_eval_10000000")
+    result["targets"] = {
+        "stream_vs_consume": 0.25,
+        "sink_vs_consume": 0.5,
+        "ingest_vs_produce": 0.7,
+        "quarterly_eval_10m_s": 1.0,
+    }
+    return result
+
+
+def _wait_caught_up(
+    url: str, worker: Child, events: int, timeout: float = 1800.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the stream worker exited: {worker.tail()}")
+        try:
+            health: dict[str, Any] = httpx.get(f"{url}/healthz", timeout=5).json()
+        except httpx.HTTPError:
+            health = {}
+        if health.get("events", 0) >= events and not any(health["packer_lag"].values()):
+            return health
+        time.sleep(0.2)
+    raise RuntimeError(f"the stream worker did not catch up in {timeout:.0f} s")

@@ -1,0 +1,84 @@
+"""``commpulse bench``: every stage's throughput against its baseline, in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from commpulse.benchmark import run_bench
+from commpulse.cli.console import err, number, out
+from commpulse.cli.root import State, app
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    events: Annotated[
+        int, typer.Option("--events", "-n", min=1000, help="Events through every stage.")
+    ] = 200_000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+    quarterly: Annotated[
+        str,
+        typer.Option(
+            help="Warehouse sizes (events) for the quarterly evaluation, comma-separated; "
+            "'' skips it."
+        ),
+    ] = "1000000,10000000",
+) -> None:
+    """Measure throughput, latency and memory of every stage.
+
+    Baselines run in the same run on the same broker (raw produce; raw consume
+    and decode with aiokafka and kafka-python); each stage is shown with its
+    ratio to its baseline. See docs/performance.md.
+    """
+    settings = ctx.ensure_object(State).settings()
+    sizes = tuple(int(s) for s in quarterly.split(",") if s.strip())
+    result = run_bench(
+        settings,
+        events=events,
+        quarterly_sizes=sizes,
+        on_stage=lambda text: err.print(f"[bold]›[/] {text}"),
+    )
+    _show(result)
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        out.print(f"wrote {json_out}", markup=False)
+
+
+def _show(result: dict[str, Any]) -> None:
+    rates, ratios = result["rates"], result["ratios"]
+    table = Table("stage", "events/s", "ratio", "baseline", "target", box=None, pad_edge=False)
+    table.add_row("raw produce (kafka-python)", number(rates["raw_produce"]), "", "", "")
+    table.add_row("raw consume (aiokafka)", number(rates["raw_consume_aiokafka"]), "", "", "")
+    table.add_row(
+        "raw consume (kafka-python)", number(rates["raw_consume_kafka_python"]), "", "", ""
+    )
+    for stage, ratio, baseline in (
+        ("ingest", "ingest_vs_produce", "raw produce"),
+        ("sink", "sink_vs_consume", "aiokafka"),
+        ("stream", "stream_vs_consume", "aiokafka"),
+    ):
+        target = result["targets"][ratio]
+        mark = "✓" if ratios[ratio] >= target else "✗"
+        table.add_row(
+            stage, number(rates[stage]), f"{ratios[ratio]:.3f} {mark}", baseline, f"≥ {target}"
+        )
+    out.print(table)
+    latency = result["latency_s"]
+    out.print(
+        f"event → KPI latency at {number(latency['rate_per_s'])}/s: p50 {_s(latency['p50'])}, "
+        f"p99 {_s(latency['p99'])} ({latency['seen']} of {latency['probes']} probes seen)",
+        markup=False,
+    )
+    for key, value in sorted(result["seconds"].items()):
+        out.print(f"{key}: {value} s", markup=False)
+    for key, value in result["rss_peak_mib"].items():
+        out.print(f"peak RSS {key}: {value} MiB", markup=False)
+
+
+def _s(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"

@@ -1,0 +1,39 @@
+"""`commpulse bench --events 20000`: a smoke test of the whole benchmark (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from commpulse.settings import Settings
+from tests.integration.support import run_cli
+
+
+def test_a_quick_bench_writes_complete_json(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    result = run_cli(
+        "bench", "--events", "20000", "--quarterly", "20000", "--json", str(out),
+        env=cli_env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["events"] == 20000
+    assert set(figures["rates"]) == {
+        "raw_produce", "ingest", "raw_consume_aiokafka", "raw_consume_kafka_python",
+        "sink", "stream",
+    }  # fmt: skip
+    assert all(rate > 0 for rate in figures["rates"].values())
+    ratios = figures["ratios"]
+    assert set(ratios) == {"stream_vs_consume", "sink_vs_consume", "ingest_vs_produce"}
+    assert (
+        ratios["sink_vs_consume"]
+        == figures["rates"]["sink"] / figures["rates"]["raw_consume_aiokafka"]
+    )
+    assert figures["latency_s"]["seen"] == figures["latency_s"]["probes"] == 200
+    assert 0 < figures["latency_s"]["p50"] <= figures["latency_s"]["p99"]
+    assert figures["seconds"]["quarterly_eval_20000"] > 0
+    assert "quarterly_eval_10m_s" in figures  # null: this run did not fill 10M events
+    assert figures["rss_peak_mib"]["stream_worker"] > 0
+    assert "ratio" in result.stdout and "event → KPI latency" in result.stdout
