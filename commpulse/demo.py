@@ -107,9 +107,31 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+#: The simulated organisation works 09:00-12:00 and 13:30-18:00 in Shanghai (ingest.simulator).
+DEMO_CATALOG: Final = """\
+# Written by `commpulse demo`: the simulated organisation's working hours.
+[calendars.default]
+timezone = "{timezone}"
+periods = ["09:00-12:00", "13:30-18:00"]
+"""
+
+
 def demo_settings(settings: Settings, workdir: Path) -> Settings:
-    """The demo always runs on its own embedded broker, with data under the work dir."""
-    return settings.model_copy(update={"data_dir": workdir / "data", "kafka": KafkaSettings()})
+    """The demo always runs on its own embedded broker, with data under the work dir.
+
+    Business time, day windows and quarters follow the simulated organisation's
+    time zone and working hours, through a channel catalog in the work dir
+    (unless a catalog is configured).
+    """
+    timezone = SimulationConfig(events=0).timezone
+    metrics = settings.metrics
+    if metrics.catalog is None:
+        catalog = workdir / "channels.toml"
+        catalog.write_text(DEMO_CATALOG.format(timezone=timezone))
+        metrics = metrics.model_copy(update={"catalog": catalog, "timezone": timezone})
+    return settings.model_copy(
+        update={"data_dir": workdir / "data", "kafka": KafkaSettings(), "metrics": metrics}
+    )
 
 
 def run_demo(
