@@ -248,6 +248,11 @@ class WarehouseSettings(BaseModel):
     publish_after_build: bool = Field(
         True, description="a running sink refreshes the BI snapshot after each rebuild"
     )
+    quality_gate: Literal["off", "quarantine"] = Field(
+        "off",
+        description="quarantine: the sink checks each batch with the events suite and "
+        "keeps a failing one in ops.quarantine instead of loading it",
+    )
 
 
 class PrivacySettings(BaseModel):

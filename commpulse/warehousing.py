@@ -17,6 +17,7 @@ from commpulse.kafka import KafkaTarget, connect
 from commpulse.settings import Settings
 from commpulse.streaming import load_catalog, read_kpis
 from metrics.snapshot import publish_snapshot
+from quality import BatchGate
 from warehouse.build import BuildResult, build
 from warehouse.reconcile import ReconcileResult, StreamWindow, reconcile
 from warehouse.schema import open_warehouse
@@ -35,6 +36,7 @@ class SinkRun:
 
 
 def _sink_config(settings: Settings, target: KafkaTarget) -> SinkConfig:
+    gate = settings.warehouse.quality_gate
     return SinkConfig(
         bootstrap_servers=target.bootstrap_servers,
         topic=settings.topics.events,
@@ -42,6 +44,12 @@ def _sink_config(settings: Settings, target: KafkaTarget) -> SinkConfig:
         client_options=target.client_options,
         batch_events=settings.warehouse.batch_events,
         batch_within_s=settings.warehouse.batch_within_s,
+        quality_gate=gate,
+        batch_check=(
+            BatchGate(future_tolerance_s=settings.ingest.future_tolerance_s)
+            if gate == "quarantine"
+            else None
+        ),
     )
 
 

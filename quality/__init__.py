@@ -1,6 +1,27 @@
-"""Quality: great-expectations suites and the quality gate.
+"""Quality: great-expectations suites over ingest batches and warehouse tables, and the gate.
 
-Not built yet (issue: data-quality gate).
+``commpulse quality`` runs :func:`check_warehouse`; the sink runs a
+:class:`BatchGate` on each batch when ``warehouse.quality_gate`` is
+``"quarantine"``. great-expectations is imported on first use, never by
+importing this package (it takes seconds). See docs/quality.md.
 """
 
-__all__: list[str] = []
+from quality.checks import Check, CheckResult, QualityError, Suite
+from quality.gate import BatchGate
+from quality.runner import QualityReport, SuiteResult, check_warehouse, run_suites
+from quality.suites import SUITE_NAMES, QualityOptions, suites
+
+__all__ = [
+    "SUITE_NAMES",
+    "BatchGate",
+    "Check",
+    "CheckResult",
+    "QualityError",
+    "QualityOptions",
+    "QualityReport",
+    "Suite",
+    "SuiteResult",
+    "check_warehouse",
+    "run_suites",
+    "suites",
+]

@@ -232,6 +232,44 @@ CREATE TABLE ops.loads (
     ),
     Migration(2, "core facts: channels, calendar, requests, messages, meetings, surveys", _CORE),
     Migration(3, "metrics: daily and quarterly KPIs, channel health, evaluation", _METRICS),
+    Migration(
+        4,
+        "quality: runs and results of the expectation suites, the sink's quarantine",
+        """
+CREATE TABLE ops.quality_runs (
+    run_id             UUID NOT NULL,
+    suite              VARCHAR NOT NULL,
+    started_at         TIMESTAMPTZ NOT NULL,
+    finished_at        TIMESTAMPTZ NOT NULL,
+    success            BOOLEAN NOT NULL,
+    critical_failures  INTEGER NOT NULL,
+    warnings           INTEGER NOT NULL,
+    PRIMARY KEY (run_id, suite)
+);
+CREATE TABLE ops.quality_results (
+    run_id            UUID NOT NULL,
+    suite             VARCHAR NOT NULL,
+    expectation       VARCHAR NOT NULL,
+    columns           VARCHAR[] NOT NULL,
+    critical          BOOLEAN NOT NULL,
+    success           BOOLEAN NOT NULL,
+    unexpected_count  BIGINT,
+    sample            JSON,
+    PRIMARY KEY (run_id, suite, expectation)
+);
+CREATE TABLE ops.quarantine (
+    batch_id        UUID NOT NULL,
+    quarantined_at  TIMESTAMPTZ NOT NULL,
+    reason          VARCHAR NOT NULL,
+    event_id        VARCHAR,
+    payload         JSON NOT NULL,  -- the event as it was decoded, transport fields apart
+    topic           VARCHAR NOT NULL,
+    "partition"     INTEGER NOT NULL,
+    "offset"        BIGINT NOT NULL
+);
+ALTER TABLE ops.loads ADD COLUMN quarantined BIGINT NOT NULL DEFAULT 0;
+""",
+    ),
 )
 
 

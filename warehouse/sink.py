@@ -10,6 +10,12 @@ sent twice (a producer retry, a file ingested twice) is stored once.
 A record that does not decode to a valid event goes to the dead-letter topic
 with the reason (before the batch commits, so nothing is lost) and is counted
 in ``ops.loads``.
+
+The quality gate (``quality_gate = "quarantine"``): a :class:`BatchCheck` looks
+at each batch before it commits; a batch it refuses is quarantined whole. Its
+rows go to ``ops.quarantine`` with the reason instead of ``raw.events``, and
+its offsets advance in the same transaction, as for a loaded batch: it is
+kept and reported, never read again, never half loaded.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, Protocol
 
 import duckdb
+import orjson
 import polars as pl
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import ValidationError
@@ -34,12 +42,15 @@ from ingest.validation import rejection_from
 from warehouse.schema import scalar
 
 __all__ = [
+    "BatchCheck",
+    "BatchOutcome",
     "SinkConfig",
     "SinkProgress",
     "SinkResult",
     "commit_batch",
     "decode_record",
     "run_sink",
+    "store_batch",
     "stored_offsets",
 ]
 
@@ -79,6 +90,21 @@ _INSERT: Final = (
 )
 
 
+_QUARANTINE: Final = (
+    "INSERT INTO ops.quarantine SELECT ?, ?, ?, event_id, CAST(payload AS JSON), topic, "
+    '"partition", "offset" FROM quarantined'
+)
+_TRANSPORT: Final = ("topic", "partition", "offset")
+
+
+class BatchCheck(Protocol):
+    """Judges a batch before it commits (the quality gate; see :mod:`quality.gate`)."""
+
+    def __call__(self, batch: pl.DataFrame, now: datetime) -> str | None:
+        """Why ``batch`` (decoded rows, ``occurred_at`` in epoch seconds) must be
+        quarantined when loaded at ``now``, or None when it may load."""
+
+
 @dataclass(frozen=True)
 class SinkConfig:
     bootstrap_servers: str
@@ -87,6 +113,13 @@ class SinkConfig:
     client_options: Mapping[str, Any] = field(default_factory=dict)
     batch_events: int = 50_000
     batch_within_s: float = 2.0
+    #: "quarantine": ``batch_check`` judges every batch, and a refused one is quarantined
+    quality_gate: Literal["off", "quarantine"] = "off"
+    batch_check: BatchCheck | None = None
+
+    def __post_init__(self) -> None:
+        if self.quality_gate == "quarantine" and self.batch_check is None:
+            raise ValueError('quality_gate "quarantine" needs a batch_check')
 
 
 @dataclass
@@ -95,6 +128,7 @@ class SinkProgress:
     stored: int = 0
     duplicates: int = 0
     invalid: int = 0
+    quarantined: int = 0
     lag: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -111,6 +145,19 @@ class SinkResult:
     duplicates: int
     invalid: int
     seconds: float
+    #: valid events of batches the quality gate quarantined
+    quarantined: int = 0
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What became of one batch's valid rows."""
+
+    stored: int
+    duplicates: int
+    quarantined: int = 0
+    #: why the batch was quarantined (None: it loaded)
+    reason: str | None = None
 
 
 class SinkError(CommpulseError):
@@ -141,6 +188,7 @@ def run_sink(
     """
     stop = stop or threading.Event()
     progress = SinkProgress()
+    check = config.batch_check if config.quality_gate == "quarantine" else None
     consumer = KafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
         enable_auto_commit=False,
@@ -173,16 +221,18 @@ def run_sink(
                     producer.send(config.dlq_topic, letter.raw, headers=letter.headers())
                 producer.flush()
             if rows or invalid:
-                stored = commit_batch(con, config.topic, rows, len(invalid), positions)
+                outcome = store_batch(con, config.topic, rows, len(invalid), positions, check=check)
                 progress.received += len(rows) + len(invalid)
-                progress.stored += stored
-                progress.duplicates += len(rows) - stored
+                progress.stored += outcome.stored
+                progress.duplicates += outcome.duplicates
                 progress.invalid += len(invalid)
+                progress.quarantined += outcome.quarantined
                 log.info(
-                    "batch committed read=%s stored=%s invalid=%s",
+                    "batch committed read=%s stored=%s invalid=%s quarantined=%s",
                     len(rows) + len(invalid),
-                    stored,
+                    outcome.stored,
                     len(invalid),
+                    outcome.quarantined,
                 )
             ends = consumer.end_offsets(partitions)
             progress.lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in partitions)
@@ -204,6 +254,7 @@ def run_sink(
         progress.duplicates,
         progress.invalid,
         time.monotonic() - progress.started,
+        progress.quarantined,
     )
 
 
@@ -260,22 +311,35 @@ def commit_batch(
     rows: list[dict[str, Any]],
     invalid: int,
     positions: dict[int, int],
+    *,
+    check: BatchCheck | None = None,
 ) -> int:
     """Store a batch and its offsets in one transaction; returns the rows actually stored."""
-    batch = pl.DataFrame(rows, schema=_COLUMNS).unique(
-        subset="event_id", keep="first", maintain_order=True
-    )
+    return store_batch(con, topic, rows, invalid, positions, check=check).stored
+
+
+def store_batch(
+    con: duckdb.DuckDBPyConnection,
+    topic: str,
+    rows: list[dict[str, Any]],
+    invalid: int,
+    positions: dict[int, int],
+    *,
+    check: BatchCheck | None = None,
+) -> BatchOutcome:
+    """Store a batch (or, if ``check`` refuses it, quarantine it) and its offsets, in one
+    transaction; ``invalid`` counts the records of the batch that were dead-lettered."""
+    batch = pl.DataFrame(rows, schema=_COLUMNS)
     now = datetime.now(UTC)
+    reason = check(batch, now) if check is not None and batch.height else None
     con.execute("BEGIN TRANSACTION")
     try:
-        before = int(scalar(con, "SELECT count(*) FROM raw.events"))
-        if batch.height:
-            con.register("batch", batch)
-            try:
-                con.execute(_INSERT, [now])
-            finally:
-                con.unregister("batch")
-        stored = int(scalar(con, "SELECT count(*) FROM raw.events")) - before
+        if reason is None:
+            stored = _insert(con, batch, now)
+            outcome = BatchOutcome(stored, len(rows) - stored)
+        else:
+            _quarantine(con, batch, now, reason)
+            outcome = BatchOutcome(0, 0, len(rows), reason)
         con.executemany(
             'INSERT INTO ops.offsets (topic, "partition", next_offset, updated_at) '
             'VALUES (?, ?, ?, ?) ON CONFLICT (topic, "partition") DO UPDATE '
@@ -283,11 +347,55 @@ def commit_batch(
             [[topic, partition, offset, now] for partition, offset in positions.items()],
         )
         con.execute(
-            "INSERT INTO ops.loads VALUES (?, ?, ?, ?, ?)",
-            [now, len(rows) + invalid, stored, len(rows) - stored, invalid],
+            "INSERT INTO ops.loads (loaded_at, received, stored, duplicates, invalid, quarantined) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                now,
+                len(rows) + invalid,
+                outcome.stored,
+                outcome.duplicates,
+                invalid,
+                outcome.quarantined,
+            ],
         )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return stored
+    if reason is not None:
+        log.warning("batch quarantined events=%s reason=%s", len(rows), reason)
+    return outcome
+
+
+def _insert(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, now: datetime) -> int:
+    """Insert the batch's new events (one row per event id); returns how many were new."""
+    batch = batch.unique(subset="event_id", keep="first", maintain_order=True)
+    before = int(scalar(con, "SELECT count(*) FROM raw.events"))
+    if batch.height:
+        con.register("batch", batch)
+        try:
+            con.execute(_INSERT, [now])
+        finally:
+            con.unregister("batch")
+    return int(scalar(con, "SELECT count(*) FROM raw.events")) - before
+
+
+def _quarantine(
+    con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, now: datetime, reason: str
+) -> None:
+    """Every row of the batch into ``ops.quarantine``: the event as JSON, and where it sat."""
+    fields = [column for column in batch.columns if column not in _TRANSPORT]
+    payloads = [
+        orjson.dumps(
+            {**event, "occurred_at": datetime.fromtimestamp(event["occurred_at"], UTC)}
+        ).decode()
+        for event in batch.select(fields).iter_rows(named=True)
+    ]
+    quarantined = batch.select("event_id", *_TRANSPORT).with_columns(
+        pl.Series("payload", payloads, dtype=pl.String)
+    )
+    con.register("quarantined", quarantined)
+    try:
+        con.execute(_QUARANTINE, [uuid.uuid4(), now, reason])
+    finally:
+        con.unregister("quarantined")

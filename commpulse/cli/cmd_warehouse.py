@@ -40,10 +40,15 @@ class _Progress:
 
 def _summary(run: SinkRun) -> None:
     result = run.sink
+    quarantined = (
+        f"{number(result.quarantined)} quarantined (see ops.quarantine), "
+        if result.quarantined
+        else ""
+    )
     out.print(
         f"{number(result.received)} events read: {number(result.stored)} stored, "
         f"{number(result.duplicates)} duplicates, {number(result.invalid)} dead-lettered, "
-        f"in {result.seconds:.1f} s → {run.path}",
+        f"{quarantined}in {result.seconds:.1f} s → {run.path}",
         markup=False,
     )
 

@@ -31,6 +31,7 @@ COMMANDS = [
     "sql",
     "report",
     "publish",
+    "quality",
     "import",
 ]
 

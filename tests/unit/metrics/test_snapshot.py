@@ -124,7 +124,7 @@ def test_the_snapshot_has_core_and_metrics_with_the_same_rows(
 ) -> None:
     result = publish(warehouse, tmp_path)
     assert result.path == tmp_path / "serve" / "serving.duckdb"
-    assert (result.schema_version, result.data_as_of, result.published_at) == (3, T, T)
+    assert (result.schema_version, result.data_as_of, result.published_at) == (4, T, T)
     assert result.skipped_views == ()
     published = {table.qualified: table for table in result.tables}
     assert sorted(published) == sorted([*PUBLISHED, "core.reviews", "meta.snapshot"])
@@ -140,7 +140,7 @@ def test_the_snapshot_has_core_and_metrics_with_the_same_rows(
         assert published["core.reviews"].kind == "view"
         assert rows(snapshot, "core.reviews") == rows(warehouse, "core.reviews")
         assert [row[1] for row in rows(snapshot, "core.reviews")] == ["p-1"]
-        assert rows(snapshot, "meta.snapshot") == [(T, 3, T, T)]
+        assert rows(snapshot, "meta.snapshot") == [(T, 4, T, T)]
         schemas = snapshot.execute(
             "SELECT schema_name FROM duckdb_schemas() WHERE NOT internal ORDER BY 1"
         ).fetchall()
