@@ -33,6 +33,7 @@ from ingest.errors import CommpulseError, ConfigurationError
 from ingest.simulator import SimulationConfig
 from metrics.report import ReportResult, write_report
 from metrics.snapshot import SnapshotResult, publish_snapshot
+from quality import QualityOptions, QualityReport, check_warehouse
 from streams.alerting import IdleAlert
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkProgress
@@ -72,7 +73,7 @@ class DemoResult:
     stream: Mapping[str, Any] = field(default_factory=dict)
     warehouse: SinkRun | None = None
     alert: AlertSeen | None = None
-    quality: Any = None
+    quality: QualityReport | None = None
     report: ReportResult | None = None
     snapshot: SnapshotResult | None = None
     logs: Path | None = None
@@ -140,7 +141,6 @@ def run_demo(
     events: int,
     seed: int = 0,
     ui: DemoUI,
-    quality: Callable[[Settings], Any] | None = None,
 ) -> DemoResult:
     """Run the demo in ``settings.data_dir``, holding one broker for the whole run."""
     workdir = settings.data_dir.parent
@@ -181,9 +181,13 @@ def run_demo(
             result.stream = _catch_up(url, worker, summary.counts.sent, ui)
             ui.step("watch an idle channel alert fire, then send activity to resolve it")
             result.alert = _alert_round_trip(here, worker)
-        if quality is not None:
-            ui.step("run the data-quality gate")
-            result.quality = quality(here)
+        ui.step("run the data-quality gate (Great Expectations)")
+        result.quality = check_warehouse(
+            here.warehouse_path,
+            options=QualityOptions(
+                future_tolerance_s=here.ingest.future_tolerance_s, timezone=here.metrics.timezone
+            ),
+        )
         ui.step("write the quarterly report and the BI snapshot")
         con = open_warehouse(here.warehouse_path)
         try:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from commpulse.cli.cmd_ingest import summary_line
 from commpulse.cli.console import err, number, out, progress_bar
-from commpulse.cli.root import State, app
+from commpulse.cli.root import State, app, fail
 from commpulse.demo import LIVE_KPIS, DemoResult, demo_settings, prepare_workdir, run_demo
 from commpulse.ingesting import Source
 from warehouse.sink import SinkProgress
@@ -140,6 +140,8 @@ def demo(
     finally:
         screen.close()
     _print_result(result)
+    if result.quality is not None and not result.quality.success:
+        fail("the data-quality gate found critical problems (see above)")
 
 
 def _print_result(result: DemoResult) -> None:
@@ -165,7 +167,13 @@ def _print_result(result: DemoResult) -> None:
             markup=False,
         )
     if result.quality is not None:
-        print_(f"quality: {result.quality}", markup=False)
+        report = result.quality
+        verdict = "passed" if report.success else f"FAILED ({report.critical_failures} critical)"
+        print_(
+            f"quality: {verdict}: {len(report.results)} expectations in {len(report.suites)} "
+            f"suites, {report.warnings} warnings, {report.seconds:.1f} s",
+            markup=False,
+        )
     table = Table("output", "where", box=None, pad_edge=False)
     data = result.workdir / "data"
     table.add_row("warehouse", str(data / "warehouse.duckdb"))

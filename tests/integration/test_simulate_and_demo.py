@@ -93,6 +93,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     assert "20,000 sent · 0 dead-lettered" in out
     assert "warehouse: 20,000 events stored (0 duplicates, 0 dead-lettered)" in out
     assert "stream: 20,000 events applied, 0 late" in out
+    assert re.search(r"quality: passed: \d+ expectations in \d+ suites", out), out
     [alert] = [line for line in out.splitlines() if line.startswith("alert: ")]
     assert " went idle (firing since " in alert and " resolved at " in alert
     # The one extra event is the activity the demo sent to resolve the alert.
