@@ -8,9 +8,13 @@ tables; both use these classes and the rules in :mod:`metrics.requests` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = [
+    "ACTIVITY_EVENTS",
+    "MESSAGE_EVENTS",
+    "PEOPLE_ROLES",
+    "REQUEST_EVENTS",
     "ActivityFact",
     "EventFact",
     "MeetingFact",
@@ -20,6 +24,22 @@ __all__ = [
     "SlaStatus",
     "SurveyFact",
 ]
+
+#: Roles of people (not bots or systems): who counts as an active user.
+PEOPLE_ROLES: Final = frozenset({"employee", "agent", "customer", "partner"})
+#: Events that make their actor active on the channel (if a person).
+ACTIVITY_EVENTS: Final = frozenset({"message_sent", "message_read"})
+#: Events about a message (with a ``message_id``): its send, reads, bounces.
+MESSAGE_EVENTS: Final = frozenset(
+    {"message_sent", "message_read", "message_bounced", "message_misdelivered"}
+)
+#: Events about a request (``message_sent`` on some kinds is one too: metrics.requests).
+REQUEST_EVENTS: Final = frozenset(
+    {
+        "ticket_opened", "ticket_replied", "ticket_handed_off", "ticket_resolved", "ticket_reopened",
+        "call_received", "call_answered", "post_submitted", "post_reviewed",
+    }
+)  # fmt: skip
 
 RequestType = Literal["ticket", "call", "message", "post"]
 SlaStatus = Literal["met", "breached", "pending"]

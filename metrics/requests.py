@@ -30,13 +30,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final, Literal
 
-from metrics.facts import RequestFact, RequestType, SlaStatus
+from metrics.facts import REQUEST_EVENTS, RequestFact, RequestType, SlaStatus
 from metrics.policy import ChannelPolicy, KpiRules
 
 __all__ = [
     "MESSAGE_REQUEST_KINDS",
     "RequestState",
     "Role",
+    "concerns_request",
     "opening_type",
     "role_in_request",
 ]
@@ -58,6 +59,13 @@ _RESPONSES: Final[Mapping[RequestType, frozenset[str]]] = {
 _CAP: Final = 64  # a request keeps at most this many response/reopen/hand-off times
 
 Role = Literal["response", "bot_reply", "handoff", "resolution", "reopen"]
+
+
+def concerns_request(event_type: str, channel_kind: str) -> bool:
+    """Whether an event of this type on a channel of this kind may belong to a request."""
+    return event_type in REQUEST_EVENTS or (
+        event_type == "message_sent" and channel_kind in MESSAGE_REQUEST_KINDS
+    )
 
 
 def opening_type(event: Mapping[str, Any]) -> RequestType | None:

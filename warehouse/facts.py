@@ -13,27 +13,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from metrics.channels import ChannelCatalog
-from metrics.facts import MeetingFact, MessageFact, RequestFact, SurveyFact
+from metrics.facts import (
+    ACTIVITY_EVENTS,
+    MESSAGE_EVENTS,
+    PEOPLE_ROLES,
+    MeetingFact,
+    MessageFact,
+    RequestFact,
+    SurveyFact,
+)
 from metrics.messages import MessageState
-from metrics.requests import MESSAGE_REQUEST_KINDS, RequestState, opening_type, role_in_request
+from metrics.requests import RequestState, concerns_request, opening_type, role_in_request
 from metrics.windows import WindowClock
 
 __all__ = ["ChannelRow", "FactBuilder", "Facts"]
-
-_HUMAN: Final = frozenset({"employee", "agent", "customer", "partner"})
-_ACTIVITY_TYPES: Final = frozenset({"message_sent", "message_read"})
-_MESSAGE_TYPES: Final = frozenset(
-    {"message_sent", "message_read", "message_bounced", "message_misdelivered"}
-)
-_REQUEST_TYPES: Final = frozenset(
-    {
-        "ticket_opened", "ticket_replied", "ticket_handed_off", "ticket_resolved", "ticket_reopened",
-        "call_received", "call_answered", "post_submitted", "post_reviewed",
-    }
-)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -95,13 +91,11 @@ class FactBuilder:
         if event_type == "channel_archived" and (row.archived_at is None or t < row.archived_at):
             row.archived_at = t
 
-        if event_type in _REQUEST_TYPES or (
-            event_type == "message_sent" and kind in MESSAGE_REQUEST_KINDS
-        ):
+        if concerns_request(event_type, kind):
             self._request_event(channel_id, e, t)
-        if event_type in _MESSAGE_TYPES and e.get("message_id") is not None:
+        if event_type in MESSAGE_EVENTS and e.get("message_id") is not None:
             self._message_event(channel_id, e, t)
-        if event_type in _ACTIVITY_TYPES and e["actor_role"] in _HUMAN:
+        if event_type in ACTIVITY_EVENTS and e["actor_role"] in PEOPLE_ROLES:
             self._activity.add((channel_id, self._clock.day(t), e["actor_id"]))
         elif event_type == "meeting_held":
             planned = e.get("planned_duration_s")

@@ -28,9 +28,10 @@ from typing import Any, Final
 
 from metrics.catalog import CATALOG, Result
 from metrics.channels import ChannelCatalog
+from metrics.facts import ACTIVITY_EVENTS, MESSAGE_EVENTS, PEOPLE_ROLES
 from metrics.messages import MessageState
 from metrics.policy import ChannelPolicy, KpiRules
-from metrics.requests import MESSAGE_REQUEST_KINDS, RequestState, opening_type, role_in_request
+from metrics.requests import RequestState, concerns_request, opening_type, role_in_request
 from metrics.windows import Granularity, Window, WindowClock
 from streams.engine.state import (
     ChannelMeta,
@@ -47,17 +48,6 @@ __all__ = ["AlertTransition", "EngineConfig", "KpiUpdate", "PartitionEngine"]
 log = logging.getLogger(__name__)
 
 _DAY: Final = 86400.0
-_HUMAN: Final = frozenset({"employee", "agent", "customer", "partner"})
-_ACTIVITY_TYPES: Final = frozenset({"message_sent", "message_read"})
-_MESSAGE_TYPES: Final = frozenset(
-    {"message_sent", "message_read", "message_bounced", "message_misdelivered"}
-)
-_REQUEST_TYPES: Final = frozenset(
-    {
-        "ticket_opened", "ticket_replied", "ticket_handed_off", "ticket_resolved", "ticket_reopened",
-        "call_received", "call_answered", "post_submitted", "post_reviewed",
-    }
-)  # fmt: skip
 _SETTLES: Final = ("none", "read_window", "response", "reopen_window")
 _KPIS_BY_SETTLE: Final = {s: tuple(k.name for k in CATALOG if k.settle == s) for s in _SETTLES}
 _GRANULARITIES: Final[tuple[Granularity, ...]] = ("hour", "day")
@@ -225,18 +215,16 @@ class PartitionEngine:
         day = clock.day(t)
         own = self._bucket(channel_id, day)
         event_type: str = e["event_type"]
-        if event_type in _REQUEST_TYPES or (
-            event_type == "message_sent" and kind in MESSAGE_REQUEST_KINDS
-        ):
+        if concerns_request(event_type, kind):
             self._request_event(current, channel_id, e, t, day)
-        if event_type in _MESSAGE_TYPES and e.get("message_id") is not None:
+        if event_type in MESSAGE_EVENTS and e.get("message_id") is not None:
             self._message_event(current, channel_id, e, t, day)
 
         if current.is_fresh(own):
             hour = clock.hour_window(t).start
             own.volume[hour] = own.volume.get(hour, 0) + 1
             role: str = e["actor_role"]
-            if event_type in _ACTIVITY_TYPES and role in _HUMAN:
+            if event_type in ACTIVITY_EVENTS and role in PEOPLE_ROLES:
                 if e["actor_id"] not in own.actors:
                     own.actors.add(e["actor_id"])
                     self._dirty_trailing(channel_id, day)

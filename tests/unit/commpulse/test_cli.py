@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from commpulse import __version__
-from commpulse.cli import main
 from ingest import Event, Validator
 from ingest.importers import open_file
+from tests.cli import run_main
 
 COMMANDS = [
     "broker",
@@ -36,22 +34,10 @@ COMMANDS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_signal_handlers() -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-
-
 def run(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> tuple[int, str, str]:
-    monkeypatch.setenv("COLUMNS", "80")
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
+    return run_main(capsys, monkeypatch, *args, columns=80)
 
 
 def test_help_lists_every_command_with_a_whole_line_of_help(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +12,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from commpulse.cli import main
 from metrics.report import ReportError, ReportResult, parse_quarter, write_report
 from metrics.report_format import format_change, format_duration, format_value, tone
+from tests.cli import run_main
 from tests.helpers import NOW
 from warehouse.schema import migrate, open_warehouse
 
@@ -331,25 +330,12 @@ def test_format_change_and_tone() -> None:
 # --- the command line -----------------------------------------------------------------
 
 
-@pytest.fixture
-def _restore_signal_handlers() -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-
-
 def run(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> tuple[int, str, str]:
-    monkeypatch.setenv("COLUMNS", "80")
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
+    return run_main(capsys, monkeypatch, *args, columns=80)
 
 
-@pytest.mark.usefixtures("_restore_signal_handlers")
 def test_cli_writes_the_report_into_the_data_dir(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -369,7 +355,6 @@ def test_cli_writes_the_report_into_the_data_dir(
     assert "Support hotline" in (reports / "report-2026Q3.html").read_text(encoding="utf-8")
 
 
-@pytest.mark.usefixtures("_restore_signal_handlers")
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -398,7 +383,6 @@ def test_cli_errors_are_one_line(
     assert (exit_code, out, err.strip()) == (code, "", message.format(tmp=tmp_path))
 
 
-@pytest.mark.usefixtures("_restore_signal_handlers")
 def test_cli_an_empty_quarter_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

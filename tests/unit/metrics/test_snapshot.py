@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -14,8 +13,8 @@ import polars as pl
 import pytest
 import sqlalchemy
 
-from commpulse.cli import main
 from metrics.snapshot import SnapshotError, SnapshotResult, publish_snapshot
+from tests.cli import run_main
 from warehouse.schema import migrate
 
 T = datetime(2026, 9, 1, 9, 30, tzinfo=UTC)
@@ -62,14 +61,6 @@ ROWS: dict[str, list[tuple[Any, ...]]] = {
 PUBLISHED = sorted(name for name in ROWS if name.startswith(("core.", "metrics.")))
 
 
-@pytest.fixture(autouse=True)
-def _restore_signal_handlers() -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-
-
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
@@ -81,16 +72,6 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
-
-
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
 
 
 def rows(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[Any, ...]]:
@@ -288,7 +269,7 @@ def test_publish_command_reports_what_it_wrote(
 ) -> None:
     warehouse.close()  # the command opens it itself
     monkeypatch.setenv("COMMPULSE_DATA_DIR", str(tmp_path))
-    code, out, err = run(capsys, monkeypatch, "publish")
+    code, out, err = run_main(capsys, monkeypatch, "publish")
     lines = [line.split() for line in out.splitlines()]
     assert (code, err) == (0, "")
     assert lines[0] == ["table", "kind", "rows", "parquet"]
@@ -299,11 +280,11 @@ def test_publish_command_reports_what_it_wrote(
         ["parquet", f"{tmp_path / 'parquet'}/"],
     ]
     # ... and the analyst can query it while a sink holds the warehouse.
-    code, out, _ = run(
+    code, out, _ = run_main(
         capsys, monkeypatch, "sql", "--snapshot", "SELECT count(*) AS n FROM core.reviews"
     )
     assert (code, out.split()) == (0, ["n", "1"])
-    code, _, err = run(capsys, monkeypatch, "sql", "--snapshot", "SELECT * FROM raw.events")
+    code, _, err = run_main(capsys, monkeypatch, "sql", "--snapshot", "SELECT * FROM raw.events")
     assert code == 1 and err.startswith(
         'error: Catalog Error: Table with name "raw.events" does not exist'
     )
@@ -313,7 +294,7 @@ def test_publish_without_a_warehouse_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("COMMPULSE_DATA_DIR", str(tmp_path))
-    code, _, err = run(capsys, monkeypatch, "publish")
+    code, _, err = run_main(capsys, monkeypatch, "publish")
     assert code == 1
     assert err.strip() == (
         f"error: no warehouse at {tmp_path / 'warehouse.duckdb'}: run `commpulse sink` first"

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from commpulse.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _restore_signal_handlers() -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+from tests.cli import run_main
 
 
 @pytest.fixture
 def data_dir(clean_warehouse: Path, tmp_path: Path) -> Path:
     shutil.copy(clean_warehouse, tmp_path / "warehouse.duckdb")
     return tmp_path
-
-
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -51,7 +31,7 @@ def test_a_clean_warehouse_exits_0_and_records_the_run(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
     args = ["--data-dir", str(data_dir), "quality", "-s", "core.messages", "-s", "core.surveys"]
-    code, out, err = run(capsys, monkeypatch, *args)
+    code, out, err = run_main(capsys, monkeypatch, *args)
     assert code == 0, err
     assert "core.messages  readers_at_most_recipients" in out
     assert "6 expectations in 2 suites: 6 passed, 0 critical failed, 0 warnings" in out
@@ -69,7 +49,7 @@ def test_a_critical_failure_exits_1_and_shows_the_rows(
         "WHERE answered_at = (SELECT min(answered_at) FROM core.surveys)"
     )
     con.close()
-    code, out, err = run(
+    code, out, err = run_main(
         capsys, monkeypatch, "--data-dir", str(data_dir), "quality", "--suite", "core.surveys"
     )
     assert code == 1
@@ -83,7 +63,7 @@ def test_no_record_leaves_the_file_untouched(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
     args = ["--data-dir", str(data_dir), "quality", "-s", "core.surveys", "--no-record"]
-    code, out, _ = run(capsys, monkeypatch, *args)
+    code, out, _ = run_main(capsys, monkeypatch, *args)
     assert code == 0 and out.rstrip().endswith("not recorded")
     assert rows(data_dir / "warehouse.duckdb", "SELECT count(*) FROM ops.quality_runs") == [(0,)]
 
@@ -91,7 +71,9 @@ def test_no_record_leaves_the_file_untouched(
 def test_an_unknown_suite_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
-    code, _, err = run(capsys, monkeypatch, "--data-dir", str(data_dir), "quality", "-s", "nope")
+    code, _, err = run_main(
+        capsys, monkeypatch, "--data-dir", str(data_dir), "quality", "-s", "nope"
+    )
     assert code == 2 and "unknown suite 'nope': choose from events, core.requests" in err
 
 
@@ -108,7 +90,7 @@ def test_a_warehouse_held_by_a_sink_is_one_line(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-        code, _, err = run(capsys, monkeypatch, "--data-dir", str(data_dir), "quality")
+        code, _, err = run_main(capsys, monkeypatch, "--data-dir", str(data_dir), "quality")
     finally:
         holder.communicate("\n", timeout=30)
     assert code == 1

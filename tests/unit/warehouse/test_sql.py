@@ -6,10 +6,8 @@ import csv
 import hashlib
 import io
 import json
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from commpulse.cli import main
+from tests.cli import run_main
 from warehouse.schema import migrate
 from warehouse.sql import ReadOnlySession
 
@@ -48,14 +46,6 @@ time.sleep(60)
 EXPECTED = sorted(KPIS, key=lambda row: (row[5] is None, row[5] or 0))
 
 
-@pytest.fixture(autouse=True)
-def _restore_signal_handlers() -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-
-
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COMMPULSE_DATA_DIR", str(tmp_path))
@@ -76,16 +66,6 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
-
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -102,7 +82,7 @@ def text(value: object) -> str:
 def test_table_shows_the_rows(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
 ) -> None:
-    code, out, err = run(capsys, monkeypatch, "sql", QUERY)
+    code, out, err = run_main(capsys, monkeypatch, "sql", QUERY)
     lines = [line.split() for line in out.splitlines()]
     assert code == 0
     assert lines[0] == COLUMNS
@@ -113,7 +93,7 @@ def test_table_shows_the_rows(
 def test_a_long_table_is_cut_with_a_note(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
 ) -> None:
-    code, out, err = run(capsys, monkeypatch, "sql", "SELECT range AS n FROM range(250)")
+    code, out, err = run_main(capsys, monkeypatch, "sql", "SELECT range AS n FROM range(250)")
     lines = out.splitlines()
     assert code == 0
     assert [line.strip() for line in lines[:3]] == ["n", "0", "1"]
@@ -125,7 +105,7 @@ def test_a_long_table_is_cut_with_a_note(
 def test_csv_to_stdout(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
 ) -> None:
-    code, out, _ = run(capsys, monkeypatch, "sql", QUERY, "--format", "csv")
+    code, out, _ = run_main(capsys, monkeypatch, "sql", QUERY, "--format", "csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert code == 0
     assert rows[0] == COLUMNS
@@ -139,7 +119,7 @@ def test_json_to_a_file(
     tmp_path: Path,
 ) -> None:
     target = tmp_path / "kpis.json"
-    code, out, err = run(capsys, monkeypatch, "sql", QUERY, "-f", "json", "--out", str(target))
+    code, out, err = run_main(capsys, monkeypatch, "sql", QUERY, "-f", "json", "--out", str(target))
     assert (code, out, err.strip()) == (0, "", f"wrote 3 rows to {target}")
     assert json.loads(target.read_text()) == [
         dict(zip(COLUMNS, row, strict=True)) for row in EXPECTED
@@ -149,7 +129,7 @@ def test_json_to_a_file(
 def test_json_of_nothing_is_an_empty_list(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
 ) -> None:
-    code, out, _ = run(capsys, monkeypatch, "sql", "SELECT 1 AS a WHERE false", "-f", "json")
+    code, out, _ = run_main(capsys, monkeypatch, "sql", "SELECT 1 AS a WHERE false", "-f", "json")
     assert code == 0 and json.loads(out) == []
 
 
@@ -159,12 +139,12 @@ def test_parquet_needs_a_file_and_reads_back(
     warehouse: Path,
     tmp_path: Path,
 ) -> None:
-    code, _, err = run(capsys, monkeypatch, "sql", QUERY, "--format", "parquet")
+    code, _, err = run_main(capsys, monkeypatch, "sql", QUERY, "--format", "parquet")
     assert (code, err.strip()) == (2, "error: --format parquet needs --out FILE")
 
     target = tmp_path / "out" / "kpis.parquet"
     target.parent.mkdir()
-    code, _, err = run(capsys, monkeypatch, "sql", QUERY, "-f", "parquet", "-o", str(target))
+    code, _, err = run_main(capsys, monkeypatch, "sql", QUERY, "-f", "parquet", "-o", str(target))
     frame = pl.read_parquet(target)
     assert (code, err.strip()) == (0, f"wrote 3 rows to {target}")
     assert frame.columns == COLUMNS
@@ -198,7 +178,7 @@ def test_writes_are_refused_before_anything_runs(
 ) -> None:
     before = digest(warehouse)
     files = sorted(tmp_path.iterdir())
-    code, out, err = run(capsys, monkeypatch, "sql", statement.format(tmp=tmp_path))
+    code, out, err = run_main(capsys, monkeypatch, "sql", statement.format(tmp=tmp_path))
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert err.startswith(f"error: commpulse sql is read-only: refused {refused} (only queries")
@@ -245,7 +225,7 @@ def test_sql_errors_are_one_line(
     query: str,
     message: str,
 ) -> None:
-    code, out, err = run(capsys, monkeypatch, "sql", query)
+    code, out, err = run_main(capsys, monkeypatch, "sql", query)
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(message)
@@ -255,7 +235,7 @@ def test_no_warehouse_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("COMMPULSE_DATA_DIR", str(tmp_path))
-    code, _, err = run(capsys, monkeypatch, "sql", "SELECT 1")
+    code, _, err = run_main(capsys, monkeypatch, "sql", "SELECT 1")
     assert code == 1
     assert err.strip() == (
         f"error: no warehouse at {tmp_path / 'warehouse.duckdb'}: run `commpulse sink` first"
@@ -270,7 +250,7 @@ def test_a_warehouse_locked_by_a_sink_points_to_the_snapshot(
     ) as holder:
         try:
             assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-            code, _, err = run(capsys, monkeypatch, "sql", "SELECT 1")
+            code, _, err = run_main(capsys, monkeypatch, "sql", "SELECT 1")
         finally:
             holder.kill()
     assert code == 1 and err.startswith("error: cannot open the warehouse")
@@ -283,7 +263,7 @@ def test_the_shell_reads_stdin(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT 42;\n.tables\n.quit\nSELECT 43;\n"))
-    code, out, _ = run(capsys, monkeypatch, "sql")
+    code, out, _ = run_main(capsys, monkeypatch, "sql")
     lines = [line.strip() for line in out.splitlines()]
     assert code == 0
     assert lines[:2] == ["42", "42"]  # the column is named after its expression
@@ -303,7 +283,7 @@ def test_the_shell_spans_lines_and_survives_errors(
         "SELECT count(*) AS requests FROM core.requests\n"  # no ; before the end: still runs
     )
     monkeypatch.setattr("sys.stdin", io.StringIO(script))
-    code, out, err = run(capsys, monkeypatch, "sql")
+    code, out, err = run_main(capsys, monkeypatch, "sql")
     lines = [line.strip() for line in out.splitlines()]
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert lines == ["two", "2", "requests", "1"]
