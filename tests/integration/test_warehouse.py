@@ -79,7 +79,7 @@ def test_each_event_is_stored_once_and_bad_records_are_dead_lettered(
 def test_a_sink_killed_mid_load_resumes_exactly(
     settings: Settings, cli_env: dict[str, str]
 ) -> None:
-    events = list(simulate(SimulationConfig(events=60_000, days=30, seed=3)))
+    events = list(simulate(SimulationConfig(events=30_000, days=30, seed=3)))
     sent = send(settings, events)
     env = cli_env | {"COMMPULSE_WAREHOUSE__BATCH_EVENTS": "2000"}
     path = settings.warehouse_path
