@@ -153,7 +153,12 @@ _MAX_DURATION_S: Final = 31 * 24 * 3600.0
 
 # Identifiers: printable, no whitespace at the ends, bounded.
 Identifier = Annotated[
-    str, Field(min_length=1, max_length=256, pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$")
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
+    ),
 ]
 # Channel ids name a channel, never an address: no '@', no spaces.
 ChannelId = Annotated[
@@ -215,7 +220,12 @@ class Event(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01 at +05:00, 9999-12-31 at -05:00: no UTC instant
+            if value.year == 1:
+                raise PydanticCustomError("too_old", "is too early to be a UTC time") from None
+            raise PydanticCustomError("future_time", "is too late to be a UTC time") from None
 
     @model_validator(mode="after")
     def _type_specific_fields(self) -> Event:

@@ -82,6 +82,10 @@ def _code_for(error: ErrorDetails) -> RejectCode:
         return RejectCode.MISSING_FIELD
     if kind == "extra_forbidden":
         return RejectCode.UNEXPECTED_FIELD
+    if kind == "too_old":  # a time with no UTC instant (see Event._to_utc)
+        return RejectCode.TOO_OLD
+    if kind == "future_time":
+        return RejectCode.FUTURE_TIME
     if kind.endswith(_WRONG_TYPE_SUFFIXES):
         return RejectCode.WRONG_TYPE
     return RejectCode.INVALID_VALUE
