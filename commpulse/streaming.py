@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import re
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import MemberToRemove
+from kafka.errors import KafkaError
 
 from commpulse.kafka import KafkaTarget, connect
 from commpulse.settings import KafkaSettings, Settings
 from infra import TopicSpec, ensure_topics
+from infra.processes import pid_alive
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.changelog import changelog_topic
@@ -85,7 +93,76 @@ def stream_config(settings: Settings, target: KafkaTarget, *, web_port: int | No
         alert_resend_s=alerts.resend_interval_s,
         session_timeout_s=stream.session_timeout_s,
         datadir=settings.data_dir / "stream" / stream.app_id,
+        client_id=f"{_member_prefix()}{os.getpid()}",
     )
+
+
+def _member_prefix() -> str:
+    """How the group member ids of this host's workers start: ``commpulse-<host>-``."""
+    return "commpulse-" + re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) + "-"
+
+
+def evict_dead_members(
+    target: KafkaTarget, group: str, current: Callable[[], str | None] | None = None
+) -> list[str]:
+    """Remove the members of ``group`` that no worker on this host stands for any more.
+
+    A worker that was killed (kill -9, a crash) leaves its member in the group, and so
+    does a worker that rejoined under a new member id. A Kafka cluster removes such a
+    member after the session timeout; the embedded broker never does, so the group waits
+    for it for ever: a restarted worker never got partitions, and after one of several
+    workers left, the others never finished the rebalance. Member ids carry the host and
+    pid of their worker (``commpulse-<host>-<pid>-...``): a member whose pid no longer
+    runs here leaves, and so does a member of this process other than the one
+    ``current()`` names (its member id now, unchanged while the group was read), as the
+    session timeout would have made them. Returns those removed.
+    """
+    prefix = _member_prefix()
+    own = str(os.getpid())
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=target.bootstrap_servers, **target.client_options
+        )
+    except KafkaError as exc:
+        log.warning("cannot check the group for dead members group=%s error=%s", group, exc)
+        return []
+    try:
+        before = current() if current else None
+        members = [
+            str(member["member_id"])
+            for description in admin.describe_groups([group]).values()
+            for member in description.get("members") or ()
+        ]
+        # Our own member id, if it stood still while the group was read (not while we rejoin).
+        mine = before if before in members and current and current() == before else None
+        dead = [
+            member
+            for member in members
+            if member.startswith(prefix)
+            and (pid := member[len(prefix) :].split("-", 1)[0]).isdigit()
+            and (
+                (pid == own and mine is not None and member != mine)
+                or (pid != own and not pid_alive(int(pid)))
+            )
+        ]
+        if dead:
+            admin.remove_group_members(group, [MemberToRemove(member_id=m) for m in dead])
+            log.warning("removed stale group members group=%s members=%s", group, dead)
+        return dead
+    except KafkaError as exc:
+        log.warning("cannot check the group for dead members group=%s error=%s", group, exc)
+        return []
+    finally:
+        admin.close()
+
+
+def _member_id(app: Any) -> str | None:
+    """The worker's member id in its group now (faust keeps aiokafka's consumer inside)."""
+    try:
+        member = app.consumer._thread._consumer._coordinator.member_id
+    except AttributeError:  # not started, or faust changed inside
+        return None
+    return member if isinstance(member, str) and member else None
 
 
 def state_changelog_spec(settings: Settings) -> TopicSpec:
@@ -115,6 +192,15 @@ def run_worker(
             client_options=target.client_options,
         )
         app, runtime = build_app(config)
+        evict_dead_members(target, config.app_id)  # before we join: a dead member blocks it
+
+        async def evict_dead_peers() -> None:  # so that live workers take over a dead one's work
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(
+                None, evict_dead_members, target, config.app_id, partial(_member_id, app)
+            )
+
+        app.timer(config.session_timeout_s)(evict_dead_peers)
         where = (
             f"http://{config.web_host}:{config.web_port}" if config.web_port else "no web server"
         )

@@ -71,6 +71,8 @@ class StreamConfig:
     session_timeout_s: float = 30.0
     #: where faust keeps its own files (it keeps no table data here: state lives in Kafka)
     datadir: Path | None = None
+    #: Kafka client id of the worker's consumer and producer (its group member ids start with it)
+    client_id: str | None = None
 
 
 def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
@@ -83,6 +85,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
     app = faust.App(
         config.app_id,
         broker=brokers,
+        broker_client_id=config.client_id or f"faust-{faust.__version__}",  # faust's default
         broker_credentials=config.broker_credentials,
         store="memory://",
         datadir=str(config.datadir or f"{config.app_id}-data"),  # faust's default
