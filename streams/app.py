@@ -132,7 +132,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
             config.batch_envelopes, within=config.batch_within_s
         )
         async for events in batches:
-            batch = [(event.message.partition, event.value) for event in events]
+            batch = [(e.message.partition, e.message.offset, e.value) for e in events]
             await runtime.process(batch, app.producer)
 
     packer = Packer(

@@ -12,7 +12,8 @@ For each batch of packed records (possibly from several partitions):
 faust acknowledges the batch afterwards and flushes its producer before it
 commits offsets, so committed offsets never run ahead of the state: after a
 crash, replayed events are applied to each piece of state at most once (see
-:mod:`streams.engine.state`), and KPI records may repeat, never go missing.
+:mod:`streams.engine.state`), replayed ticks are ignored (by their packed
+offset), and KPI records may repeat, with the same values, never go missing.
 A partition revoked while its batch was being processed writes no state: its
 next owner replays those events from the committed offsets.
 """
@@ -145,14 +146,16 @@ class StreamRuntime:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
-    async def process(self, batch: Sequence[tuple[int, bytes]], producer: ProducerLike) -> None:
-        """Apply one batch of ``(partition, packed value)`` and write everything it caused.
+    async def process(
+        self, batch: Sequence[tuple[int, int, bytes]], producer: ProducerLike
+    ) -> None:
+        """Apply one batch of ``(partition, offset, packed value)``; write everything it caused.
 
         The engine work runs on one thread of its own, so that the event loop
         stays free for heartbeats, the packer and the web server meanwhile.
         """
         loop = asyncio.get_running_loop()
-        engines = await self._engines({partition for partition, _ in batch})
+        engines = await self._engines({partition for partition, _, _ in batch})
         now = time.time()
         outcome = await loop.run_in_executor(self._executor, self._compute, batch, engines, now)
 
@@ -190,20 +193,22 @@ class StreamRuntime:
 
     def _compute(
         self,
-        batch: Sequence[tuple[int, bytes]],
+        batch: Sequence[tuple[int, int, bytes]],
         engines: Mapping[int, PartitionEngine],
         now: float,
     ) -> _Outcome:
         """The engine's part of a batch (runs on the engine thread)."""
         touched: dict[int, PartitionEngine] = {}
-        for partition, value in batch:
+        for partition, offset, value in batch:
             engine = engines.get(partition)
             if engine is None:
                 continue  # revoked: not ours any more
             touched[partition] = engine
             data = unpack(value)
             if "tick" in data:
-                engine.tick(float(data["tick"]), data["sources"], data.get("assigned"))
+                engine.tick(
+                    float(data["tick"]), data["sources"], data.get("assigned"), offset=offset
+                )
                 self.stats.ticks += 1
             else:
                 events = data["events"]

@@ -190,6 +190,9 @@ class PartitionEngine:
             self._apply(source, event)
 
     def _apply(self, source: int, e: Mapping[str, Any]) -> None:
+        known = self.metas.get(e["channel_id"])
+        if known is not None and e["_o"] <= known.applied:
+            return  # applied before a restart (the state is written before the offsets)
         t: float = e["_t"]
         kind: str = e["channel_kind"]
         group = f"{source}/{kind}"
@@ -486,7 +489,12 @@ class PartitionEngine:
         return kpis, alerts
 
     def tick(
-        self, now: float, sources: Iterable[int], assigned: Iterable[int] | None = None
+        self,
+        now: float,
+        sources: Iterable[int],
+        assigned: Iterable[int] | None = None,
+        *,
+        offset: int | None = None,
     ) -> None:
         """A packer (reading ``assigned``) has caught up with ``sources`` at wall-clock ``now``.
 
@@ -496,7 +504,17 @@ class PartitionEngine:
         being written to several partitions at once does not make its own
         events late. Channels of caught-up sources quiet for too long get an
         idle alert.
+
+        ``offset`` is the tick's offset in the packed partition. A tick at or
+        before the last one applied is a replay (offsets are committed after
+        the state is written) and is ignored: judged against the newer state,
+        an old tick would call a busy source idle and make its next events late.
         """
+        if offset is not None:
+            if offset <= self.clock.tick_offset:
+                return
+            self.clock.tick_offset = offset
+            self._dirty_clock = True
         caught_up = set(sources)
         self._idle_groups(caught_up, set(assigned) if assigned is not None else caught_up)
         clock = self.clock

@@ -161,7 +161,7 @@ class Clock:
     partition, which arrive in order; lateness and finality are judged per group.
     """
 
-    __slots__ = ("idle", "kind_finalized", "last_tick", "watermarks")
+    __slots__ = ("idle", "kind_finalized", "last_tick", "tick_offset", "watermarks")
 
     def __init__(self) -> None:
         self.watermarks: dict[str, float] = {}  # "source/kind" -> max event time seen
@@ -170,10 +170,18 @@ class Clock:
         self.kind_finalized: dict[str, float] = {}
         #: source partition caught up at the last tick -> the kinds' watermarks then
         self.idle: dict[str, dict[str, float]] = {}
+        #: packed offset of the last tick applied: a replayed tick is older and changes nothing
+        self.tick_offset = -1
 
     def dump(self) -> bytes:
         return orjson.dumps(
-            {"w": self.watermarks, "t": self.last_tick, "kf": self.kind_finalized, "i": self.idle}
+            {
+                "w": self.watermarks,
+                "t": self.last_tick,
+                "kf": self.kind_finalized,
+                "i": self.idle,
+                "to": self.tick_offset,
+            }
         )
 
     @classmethod
@@ -184,4 +192,5 @@ class Clock:
         clock.last_tick = data["t"]
         clock.kind_finalized = data["kf"]
         clock.idle = data.get("i", {})
+        clock.tick_offset = data.get("to", -1)
         return clock

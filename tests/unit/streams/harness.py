@@ -32,6 +32,10 @@ class Run:
     alerts: list[AlertTransition] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
     now: float = 0.0
+    #: the packed offset of the next tick
+    packed: int = 0
+    #: the state as written to the changelog after each batch (latest value per key)
+    table: dict[bytes, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         config = EngineConfig(
@@ -71,15 +75,35 @@ class Run:
         self.engine.apply(src, events)
         self.collect()
 
-    def tick(self, at: str, sources: list[int], assigned: list[int] | None = None) -> None:
-        self.engine.tick(ts(at), sources, assigned)
+    def tick(
+        self,
+        at: str,
+        sources: list[int],
+        assigned: list[int] | None = None,
+        *,
+        offset: int | None = None,
+    ) -> int:
+        """A tick at the next packed offset (or again at ``offset``: a replay); its offset."""
+        if offset is None:
+            offset, self.packed = self.packed, self.packed + 1
+        self.engine.tick(ts(at), sources, assigned, offset=offset)
         self.collect()
+        return offset
 
     def collect(self) -> None:
         self.now += 10.0
         kpis, alerts = self.engine.updates(self.now)
         self.updates += kpis
         self.alerts += alerts
+        for key, value in self.engine.checkpoint():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+
+    def restart(self) -> None:
+        """A crash: the engine comes back from the state it wrote, as a restarted worker's does."""
+        self.engine = PartitionEngine.restore(0, self.engine.config, self.table.items())
 
     def finish(self, kind: str, src: int = 0) -> None:
         """Push the group's watermark far ahead so every window of ``kind`` from ``src`` is final."""
