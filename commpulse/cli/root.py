@@ -134,16 +134,20 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except (typer.Abort, KeyboardInterrupt, signals.StopRequested):
         err.print("interrupted; stopped cleanly")
         code = EXIT_INTERRUPTED
-    except (CommpulseError, InfraError) as exc:
-        _print_error(str(exc), debug)
-        code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
-        _print_error(
-            f"unexpected {type(exc).__name__}: {exc}"
-            + ("" if debug else " (rerun with --debug for details)"),
-            debug,
-        )
-        code = EXIT_ERROR
+        if signals.requested():  # what the interrupt broke off, e.g. DuckDB's "Query interrupted"
+            err.print("interrupted; stopped cleanly")
+            code = EXIT_INTERRUPTED
+        elif isinstance(exc, CommpulseError | InfraError):
+            _print_error(str(exc), debug)
+            code = EXIT_ERROR
+        else:
+            _print_error(
+                f"unexpected {type(exc).__name__}: {exc}"
+                + ("" if debug else " (rerun with --debug for details)"),
+                debug,
+            )
+            code = EXIT_ERROR
     sys.exit(code if isinstance(code, int) else 0)
 
 
