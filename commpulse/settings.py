@@ -193,6 +193,11 @@ class StreamSettings(BaseModel):
     )
     batch_within_s: float = Field(0.5, gt=0, description="longest wait to fill a batch")
     tick_interval_s: float = Field(10.0, gt=0, description="how often idle channels are checked")
+    pack_linger_s: float = Field(
+        1.0,
+        ge=0,
+        description="how long the packer gathers events into envelopes (latency for throughput)",
+    )
     web_host: str = Field("127.0.0.1", description="bind address of /kpis, /metrics, /healthz")
     web_port: int = Field(6066, ge=0, le=65535, description="0 = no web server")
     session_timeout_s: float = Field(

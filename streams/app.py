@@ -55,6 +55,8 @@ class StreamConfig:
     batch_envelopes: int = 40
     batch_within_s: float = 0.5
     tick_interval_s: float = 10.0
+    #: how long the packer gathers events into envelopes
+    pack_linger_s: float = 1.0
     #: events per envelope: bounds the work of one processing batch (with batch_envelopes)
     envelope_events: int = 500
     web_host: str = "127.0.0.1"
@@ -145,6 +147,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         client_options=config.client_options,
         tick_interval_s=config.tick_interval_s,
         max_events=config.envelope_events,
+        linger_s=config.pack_linger_s,
     )
 
     async def run_packer() -> None:

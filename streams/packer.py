@@ -5,9 +5,12 @@ join a consumer group of its own: the worker that faust assigned packed
 partitions ``P`` packs the source partitions ``s`` with ``s mod
 len(packed partitions)`` in ``P`` (see :meth:`Packer.follow`), so the work
 follows faust's assignment and every source partition has one packer. It reads
-a batch, groups each source partition's events by kind into envelopes, sends
-them, waits for the acknowledgements, and only then commits the source
-offsets (under the group ``<app id>-packer``, for storage only). After a
+for up to ``linger_s`` (so that envelopes stay large when events trickle in:
+the worker's cost is per envelope and per batch far more than per event),
+groups each source partition's events by kind into envelopes, sends them,
+waits for the acknowledgements, and only then commits the source offsets
+(under the group ``<app id>-packer``, for storage only). What failed to send
+is packed again on the next try. After a
 crash or a handover some envelopes are packed twice; the stream applies each
 event at most once, by offset. A record the stream cannot use goes to the
 dead-letter topic with the reason.
@@ -62,6 +65,8 @@ class Packer:
         client_options: Mapping[str, Any] | None = None,
         max_events: int = 2000,
         tick_interval_s: float = 10.0,
+        linger_s: float = 1.0,
+        max_pending: int = 50_000,
     ) -> None:
         self.events_topic = events_topic
         self.packed_topic = packed_topic
@@ -69,6 +74,8 @@ class Packer:
         self.dlq_topic = dlq_topic
         self.max_events = max_events
         self.tick_interval_s = tick_interval_s
+        self.linger_s = linger_s
+        self.max_pending = max_pending
         self.stats = PackerStats()
         self._wanted: set[int] = set()
         options = dict(client_options or {})
@@ -118,23 +125,40 @@ class Packer:
             await producer.stop()
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        """Read, gather for up to ``linger_s``, pack; tick. Records not yet packed stay pending
+        (their offsets uncommitted) and are packed on the next try after an error."""
         next_tick = 0.0
         backoff = _BACKOFF_S
+        pending: dict[TopicPartition, list[Any]] = {}
+        since = 0.0  # when the oldest pending record was read
         while True:
             try:
                 sources = self._sources(consumer)
                 if sources != consumer.assignment():
+                    if pending:  # what was read is packed before the sources change
+                        await self._pack(pending, consumer, producer)
+                        pending = {}
                     consumer.assign(list(sources))
                     self.stats.lag = {}  # measured again at the next tick
                     log.info("packer sources=%s", sorted(tp.partition for tp in sources))
                 if not sources:
                     await asyncio.sleep(0.2)
                     continue
-                batches = await consumer.getmany(timeout_ms=200, max_records=50_000)
-                if batches:
-                    await self._pack(batches, consumer, producer)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_pending)
+                if batches and not pending:
+                    since = time.monotonic()
+                for tp, records in batches.items():
+                    pending.setdefault(tp, []).extend(records)
                 now = time.time()
-                if now >= next_tick:
+                ticking = now >= next_tick
+                if pending and (
+                    ticking  # a tick must not overtake what was read before it
+                    or time.monotonic() - since >= self.linger_s
+                    or sum(map(len, pending.values())) >= self.max_pending
+                ):
+                    await self._pack(pending, consumer, producer)
+                    pending = {}
+                if ticking:
                     await self._tick(now, consumer, producer)
                     next_tick = now + self.tick_interval_s
                 backoff = _BACKOFF_S
