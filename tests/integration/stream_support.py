@@ -184,3 +184,15 @@ def finals(
             assert out.get(key, value) == value, f"two different final values for {key}"
             out[key] = value
     return out
+
+
+def differences(got: dict[Any, Any], want: dict[Any, Any], limit: int = 12) -> str:
+    """What is missing from ``got``, extra in it, and different from ``want``, with examples."""
+    missing = sorted(want.keys() - got.keys())
+    extra = sorted(got.keys() - want.keys())
+    changed = sorted(key for key in got.keys() & want.keys() if got[key] != want[key])
+    lines = [f"{len(missing)} missing, {len(extra)} extra, {len(changed)} different"]
+    lines += [f"  missing {key}: {want[key]}" for key in missing[:limit]]
+    lines += [f"  extra {key}: {got[key]}" for key in extra[:limit]]
+    lines += [f"  different {key}: {got[key]} != {want[key]}" for key in changed[:limit]]
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ from commpulse.settings import Settings
 from streams.envelopes import KINDS
 from tests.integration.stream_support import (
     caught_up,
+    differences,
     finals,
     kpi_records,
     send,
@@ -184,19 +185,8 @@ def test_two_workers_give_the_same_final_kpis_as_one(
         health = (a.health(), b.health())
         worked = (health[0]["events"], health[1]["events"])
     assert double == single, (
-        f"{_differences(double, single)}\nworkers: {health}\n--- a: {a.log}\n--- b: {b.log}"
+        f"{differences(double, single)}\nworkers: {health}\n--- a: {a.log}\n--- b: {b.log}"
     )
     assert sorted(shares[0] + shares[1]) == list(range(12))
     assert all(worked), f"both workers applied events: {worked}"
     assert health[0]["late_dropped"] == health[1]["late_dropped"] == 0
-
-
-def _differences(got: dict[Any, Any], want: dict[Any, Any], limit: int = 12) -> str:
-    missing = sorted(want.keys() - got.keys())
-    extra = sorted(got.keys() - want.keys())
-    changed = sorted(key for key in got.keys() & want.keys() if got[key] != want[key])
-    lines = [f"{len(missing)} missing, {len(extra)} extra, {len(changed)} different"]
-    lines += [f"  missing {key}: {want[key]}" for key in missing[:limit]]
-    lines += [f"  extra {key}: {got[key]}" for key in extra[:limit]]
-    lines += [f"  different {key}: {got[key]} != {want[key]}" for key in changed[:limit]]
-    return "\n".join(lines)

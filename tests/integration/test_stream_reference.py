@@ -1,13 +1,23 @@
-"""Acceptance: on 200,000 simulated events the stream's final windows equal a plain polars
-recomputation of docs/kpis.md (tests/integration/kpi_reference.py).
+"""Acceptance: 200,000 simulated events flow while workers and the sink are killed; the
+stream's final windows equal a plain polars recomputation of docs/kpis.md
+(tests/integration/kpi_reference.py), the killed app's equal the uninterrupted app's,
+and the warehouse holds every event exactly once.
 
-One real ``commpulse stream`` worker on its own stack (app id, packed, kpis and alerts
-topics) reads 14 days of simulated events from the events topic. Once it has caught up,
-every window it has made final must equal the reference, and it must have made final the
-large majority of the windows whose end + settle time + grace lies before the last event.
-Then one ``channel_created`` per channel, 14 days after the history, pushes every group's
+A fifth of 14 days of simulated events is in the events topic first. Then a
+``commpulse stream`` app on its own stack (app id, packed, kpis and alerts topics)
+and a running ``commpulse sink`` start, and the rest of the events is sent in chunks
+while the app's worker and the sink are killed with SIGKILL 5 times each and started
+again (tests/integration/faults.py; the random seed and a timeline are printed).
+Then a second app, never interrupted, reads the same events topic from the start.
+
+Once the uninterrupted worker has caught up, every window it has made final must
+equal the reference, and it must have made final the large majority of the windows
+whose end + settle time + grace lies before the last event. Then one
+``channel_created`` per channel, 14 days after the history, pushes every group's
 watermark past every window of the history: again every final window must equal the
-reference, and now every window of the history must be final.
+reference, and now every window of the history must be final. The killed app must
+end with exactly the same final windows; a last sink run loads the rest, and the
+warehouse must hold each event once, each read once (no duplicates, none skipped).
 
 Channel windows and kind windows are checked apart (a kind window waits for the kind in
 every source partition, and the worker reads them unevenly while catching up).
@@ -32,7 +42,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import duckdb
 import polars as pl
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -47,8 +56,9 @@ from commpulse.settings import (
 from infra import EmbeddedBroker, ensure_topics
 from ingest.simulator import SimulationConfig, simulate
 from streams.records import KpiRecord
+from tests.integration.faults import kills_while_sending, sink_env, warehouse_counts
 from tests.integration.kpi_reference import Key, Value, reference_frame
-from tests.integration.stream_support import caught_up, finals, send, worker
+from tests.integration.stream_support import caught_up, differences, finals, send, worker
 from tests.integration.support import PSEUDONYM_KEY, run_cli
 from tests.integration.test_stream import stack
 from tests.scenarios import canonical
@@ -61,6 +71,11 @@ CONFIG: Final = SimulationConfig(events=EVENTS, days=14, seed=7, end=END)
 PUSH: Final = END + timedelta(days=14)
 GRACE_S: Final = 600.0
 CHUNK: Final = 25_000
+#: what is in the events topic before anything runs; the rest flows while workers are killed
+HISTORY: Final = EVENTS // 5
+#: the rest is sent in chunks of this many events, with a pause between
+FLOW_CHUNK: Final = 10_000
+FLOW_PAUSE_S: Final = 1.0
 
 # -- comparing ----------------------------------------------------------------------------
 
@@ -158,6 +173,11 @@ class Run:
     warehouse: Path
     sink: subprocess.CompletedProcess[str]
     reconcile: subprocess.CompletedProcess[str]
+    #: the final windows of the app whose worker was killed, after the push
+    killed: dict[Key, Value]
+    #: the killed app's worker at the end
+    killed_health: dict[str, Any]
+    kill_log: str
 
 
 def _keys(frame: pl.DataFrame) -> set[Key]:
@@ -219,32 +239,49 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
     push = _push_events(events)
     lap("simulate")
     # In time order, and each channel's events stay in order in its partition: none is late.
-    for at in range(0, len(events), CHUNK):
-        send(settings, events[at : at + CHUNK])
-    lap("send")
+    for at in range(0, HISTORY, CHUNK):
+        send(settings, events[at : min(at + CHUNK, HISTORY)])
+    lap("send the history")
     env, app_id = stack(cli_env)
+    killed_env, killed_app = stack(cli_env)
     kpis_topic = f"{app_id}.kpis"
-    # The worker starts once the history is in the log (its own rate shows), and catches up.
-    with worker(env, app_id=app_id) as running:
-        health = caught_up(running, settings, app_id, len(events), timeout=300)
-        lap("catch up")
-        first, stopped = read_finals(settings, kpis_topic)
-        lap("read finals")
-        send(settings, push)
-        pushed_health = caught_up(running, settings, app_id, len(events) + len(push), 300)
-        lap("push")
-    lap("stop the worker")
-    # The warehouse loads the same log; reconcile compares it with the final day windows.
+    with kills_while_sending(
+        settings,
+        events[HISTORY:],
+        worker_env=killed_env,
+        app_id=killed_app,
+        sink=sink_env(env),
+        chunk=FLOW_CHUNK,
+        pause=FLOW_PAUSE_S,
+    ) as killed:
+        lap("send the rest while killing")
+        # The uninterrupted app starts once the whole history is in the log, and catches up.
+        with worker(env, app_id=app_id) as running:
+            health = caught_up(running, settings, app_id, len(events), timeout=300)
+            lap("catch up")
+            first, stopped = read_finals(settings, kpis_topic)
+            lap("read finals")
+            send(settings, push)
+            pushed_health = caught_up(running, settings, app_id, len(events) + len(push), 300)
+            lap("push")
+        lap("stop the worker")
+        later, _ = read_finals(settings, kpis_topic, since=stopped)
+        second = first | later
+        changed = {
+            key: (first[key], value)
+            for key, value in later.items()
+            if first.get(key, value) != value
+        }
+        lap("read finals again")
+        killed_finals = _finals_when(settings, f"{killed_app}.kpis", second, timeout=300)
+        killed_health = killed.worker.health()
+        lap("the killed app's finals")
+    print(f"kill -9 timeline:\n{killed.log}")
+    # The warehouse loads the rest of the log; reconcile compares it with the final day windows.
     sunk = run_cli("sink", "--until-caught-up", env=env, timeout=900)
     lap("sink")
     reconciled = run_cli("reconcile", env=env, timeout=300)
     lap("reconcile")
-    later, _ = read_finals(settings, kpis_topic, since=stopped)
-    second = first | later
-    changed = {
-        key: (first[key], value) for key, value in later.items() if first.get(key, value) != value
-    }
-    lap("read finals again")
     catching_up = Phase(
         first,
         reference_frame(events, grace_s=GRACE_S),
@@ -265,6 +302,9 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
         settings.warehouse_path,
         sunk,
         reconciled,
+        killed_finals,
+        killed_health,
+        str(killed.log),
     )
 
 
@@ -316,6 +356,26 @@ def read_finals(
     return finals(records), stopped
 
 
+def _finals_when(
+    settings: Settings, topic: str, expected: Mapping[Key, Value], timeout: float
+) -> dict[Key, Value]:
+    """The final values in ``topic`` once they are ``expected`` (or at the timeout), read on
+    as they come; a final value sent again must be the same."""
+    seen: dict[Key, Value] = {}
+    since: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        more, since = read_finals(settings, topic, since=since)
+        again = {
+            key: (seen[key], value) for key, value in more.items() if seen.get(key, value) != value
+        }
+        assert not again, f"final windows sent again with other values: {list(again.items())[:5]}"
+        seen |= more
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(2.0)
+
+
 # -- watermarks ----------------------------------------------------------------------------
 
 
@@ -346,8 +406,7 @@ def test_the_worker_caught_up_with_every_event_and_none_was_late(run: Run) -> No
     assert run.catching_up.health["late_dropped"] == 0
     assert run.pushed.health["late_dropped"] == 0
     laps = ", ".join(f"{name} {s:.1f} s" for name, s in run.seconds.items())
-    rate = EVENTS / run.seconds["catch up"]
-    print(f"\n{laps}; the worker caught up at {rate:.0f} events/s")  # the report's numbers
+    print(f"\n{laps}")
 
 
 def test_channel_windows_equal_the_reference_while_catching_up(run: Run) -> None:
@@ -418,20 +477,21 @@ def test_a_final_window_never_changes(run: Run) -> None:
     assert not run.changed, list(run.changed.items())[:20]
 
 
+def test_the_killed_app_ends_with_the_final_windows_of_the_uninterrupted_one(run: Run) -> None:
+    print(f"\nthe killed app: {len(run.killed)} final windows")
+    assert len(run.pushed.finals) > 50_000
+    assert run.killed == run.pushed.finals, differences(run.killed, run.pushed.finals)
+    assert run.killed_health["late_dropped"] == 0  # replays after a kill are not late
+
+
 def test_the_warehouse_holds_every_event_once(run: Run) -> None:
+    """Across 6 kill -9s of the sink, each event was read once: no duplicates, none skipped."""
     assert run.sink.returncode == 0, run.sink.stderr
     sent = len(run.events) + len(_push_events(run.events))
-    assert (
-        f"{sent:,} events read: {sent:,} stored, 0 duplicates, 0 dead-lettered" in run.sink.stdout
-    )
-    con = duckdb.connect(str(run.warehouse), read_only=True)
-    try:
-        counts = con.execute("SELECT count(*), count(DISTINCT event_id) FROM raw.events").fetchall()
-        offsets = con.execute("SELECT sum(next_offset) FROM ops.offsets").fetchall()
-    finally:
-        con.close()
-    assert counts == [(sent, sent)]
-    assert offsets == [(sent,)]
+    rows, loads, offsets = warehouse_counts(run.warehouse)
+    assert rows == (sent, sent)
+    assert loads == (sent, sent, 0, 0), "ops.loads (received, stored, duplicates, invalid)"
+    assert offsets == (sent,)
 
 
 def test_reconcile_finds_no_difference_on_the_final_day_windows(run: Run) -> None:
