@@ -125,6 +125,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         alerts_topic=config.alerts_topic,
         changelog_topic=changelog,
         restore=restore,
+        full_batch=config.batch_envelopes,
     )
 
     @app.agent(packed, name="kpis")

@@ -93,12 +93,15 @@ class StreamRuntime:
         alerts_topic: str,
         changelog_topic: str,
         restore: Restorer,
+        full_batch: int | None = None,
     ) -> None:
         self.engine_config = engine_config
         self.kpis_topic = kpis_topic
         self.alerts_topic = alerts_topic
         self.changelog_topic = changelog_topic
         self._restore = restore
+        #: a batch this large means more is waiting: the worker is behind
+        self.full_batch = full_batch
         self.engines: dict[int, PartitionEngine] = {}
         #: partition -> how often it was revoked (a restore that a revocation overtook is dropped)
         self._revocations: dict[int, int] = {}
@@ -216,8 +219,9 @@ class StreamRuntime:
                 self.stats.envelopes += 1
                 self.stats.events += len(events)
         outcome = _Outcome()
+        behind = self.full_batch is not None and len(batch) >= self.full_batch
         for partition, engine in touched.items():
-            kpis, alerts = engine.updates(now)
+            kpis, alerts = engine.updates(now, behind=behind)
             outcome.kpis += kpis
             outcome.alerts += alerts
             outcome.writes[partition] = engine.checkpoint()

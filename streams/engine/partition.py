@@ -60,6 +60,9 @@ class EngineConfig:
     grace_s: float = 600.0
     #: changed (non-final) windows are sent at most this often; finals at once
     emit_interval_s: float = 1.0
+    #: ... and at most this often while the worker is behind (catching up on history, whose
+    #: windows mostly turn final in the same batch: evaluating them as changed is wasted work)
+    behind_emit_interval_s: float = 10.0
     #: partitions of the events topic: a kind's window waits for its group in each of them
     sources: int = 1
 
@@ -476,11 +479,18 @@ class PartitionEngine:
 
     # -- after a batch -----------------------------------------------------------
 
-    def updates(self, now: float) -> tuple[list[KpiUpdate], list[AlertTransition]]:
-        """KPI windows that became final (and, once per emit interval, that changed), and alerts."""
+    def updates(
+        self, now: float, *, behind: bool = False
+    ) -> tuple[list[KpiUpdate], list[AlertTransition]]:
+        """KPI windows that became final (and, once per emit interval, that changed), and alerts.
+
+        ``behind``: more input is waiting (the batch was full); changes are sent less often.
+        """
         from streams.engine.outputs import collect_updates
 
-        emit_changes = now - self._last_emit >= self.config.emit_interval_s
+        config = self.config
+        interval = config.behind_emit_interval_s if behind else config.emit_interval_s
+        emit_changes = now - self._last_emit >= interval
         if emit_changes:
             self._last_emit = now
         kpis = collect_updates(self, emit_changes=emit_changes)

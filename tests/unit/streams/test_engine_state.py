@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from metrics.windows import WindowClock
@@ -233,3 +234,23 @@ def test_a_partition_that_falls_behind_is_not_idle_any_more() -> None:
     run.tick("2026-11-21 08:00:20", sources=[1], assigned=[1])  # caught up again: not yet idle
     run.feed(_im(run, "2026-11-16 14:00", "im-b", "b1"), src=1)
     assert run.engine.late_dropped == 0
+
+
+def test_changed_windows_are_sent_less_often_while_the_worker_is_behind() -> None:
+    run = Run()
+    engine = run.engine
+    engine.config = replace(engine.config, emit_interval_s=1.0, behind_emit_interval_s=10.0)
+
+    def changed_after(offset: int, at: float, *, behind: bool) -> int:
+        event = run.event("2026-11-16 10:00", "message_sent", "im-a", "im", message_id=f"m{offset}")
+        engine.apply(0, [event | {"_o": offset}])
+        kpis, _ = engine.updates(at, behind=behind)
+        assert not any(update.final for update in kpis)
+        return len(kpis)
+
+    assert changed_after(0, 100.0, behind=False) > 0  # the first change goes out at once
+    assert changed_after(1, 102.0, behind=True) == 0  # 2 s later, but behind: held back
+    assert changed_after(2, 109.0, behind=True) == 0
+    assert changed_after(3, 110.0, behind=True) > 0  # 10 s after the last: sent
+    assert changed_after(4, 110.5, behind=False) == 0  # within the second
+    assert changed_after(5, 111.0, behind=False) > 0  # not behind any more: once a second
