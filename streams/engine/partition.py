@@ -633,6 +633,8 @@ class PartitionEngine:
             for day in expired:
                 days.discard(day)
                 del self.buckets[(channel_id, day)]
+                # Resolutions on that day belong to requests of that day or before: gone too.
+                self._resolutions.pop((channel_id, day), None)
                 self._dirty_buckets.discard((channel_id, day))
                 self._deleted.add((channel_id, day))
 

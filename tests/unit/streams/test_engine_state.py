@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.engine import EngineConfig, PartitionEngine
 from tests.unit.streams.harness import Run, ts
@@ -254,3 +255,21 @@ def test_changed_windows_are_sent_less_often_while_the_worker_is_behind() -> Non
     assert changed_after(3, 110.0, behind=True) > 0  # 10 s after the last: sent
     assert changed_after(4, 110.5, behind=False) == 0  # within the second
     assert changed_after(5, 111.0, behind=False) > 0  # not behind any more: once a second
+
+
+def test_days_past_every_rule_are_forgotten_and_deleted_from_the_changelog() -> None:
+    engine = PartitionEngine(0, EngineConfig(ChannelCatalog(), WindowClock("UTC")))
+    events = _events()
+    engine.apply(0, events[:-1])
+    engine.updates(1e12)
+    engine.checkpoint()
+    days = {day for _, day in engine.buckets}
+    assert len(days) == 2 and engine.resolved_on("tk", min(days)) is not None
+    assert len(engine._resolutions) == 1
+
+    engine.apply(0, events[-1:])  # 2027-03-01: both November days are past every rule
+    engine.updates(1e12)
+    assert set(engine.buckets) == {("zz", max(day for _, day in engine.buckets))}
+    assert engine._resolutions == {}  # nothing of those days is kept
+    deleted = [key for key, value in engine.checkpoint() if value is None]
+    assert len(deleted) == 3  # tk's two days and mail's one
