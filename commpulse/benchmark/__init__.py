@@ -22,6 +22,7 @@ import orjson
 from commpulse.benchmark.clients import consume_aiokafka, consume_kafka_python, produce_raw
 from commpulse.benchmark.latency import probe_latency
 from commpulse.benchmark.quarterly import time_quarterly
+from commpulse.benchmark.soak import soak_stream
 from commpulse.children import Child
 from commpulse.kafka import connect, make_producer
 from commpulse.settings import KafkaSettings, Settings, TopicSettings, child_environment
@@ -52,6 +53,7 @@ def run_bench(
     *,
     events: int,
     quarterly_sizes: tuple[int, ...] = (1_000_000, 10_000_000),
+    soak_minutes: float = 0.0,
     on_stage: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run every stage once; returns the figures (see docs/performance.md)."""
@@ -154,6 +156,15 @@ def run_bench(
             assert worker.pid is not None
             result["rss_peak_mib"]["stream_worker"] = round(_rss_peak_kib(worker.pid) / 1024, 1)
 
+        if soak_minutes > 0:
+            on_stage(f"soak: a stream worker fed steadily for {soak_minutes:g} minutes")
+            result["soak"] = soak_stream(
+                here, target, prefix=prefix, work=work, minutes=soak_minutes, on_stage=on_stage
+            )
+            result["rss_peak_mib"]["stream_worker_soak"] = max(
+                rss for _, rss in result["soak"]["rss_mib"]
+            )
+
         for size in quarterly_sizes:
             on_stage(f"quarterly evaluation at {size:,} events (warehouse filled by SQL)")
             filled, evaluated = time_quarterly(size, work)
@@ -173,6 +184,7 @@ def run_bench(
         "sink_vs_consume": 0.5,
         "ingest_vs_produce": 0.7,
         "quarterly_eval_10m_s": 1.0,
+        "soak_growth_after_half": 0.1,
     }
     return result
 

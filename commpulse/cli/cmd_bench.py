@@ -28,6 +28,14 @@ def bench(
             "'' skips it."
         ),
     ] = "1000000,10000000",
+    soak: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Also feed a stream worker steadily for this many minutes and watch its "
+            "memory (10 for the documented run); 0 skips it.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Measure throughput, latency and memory of every stage.
 
@@ -41,6 +49,7 @@ def bench(
         settings,
         events=events,
         quarterly_sizes=sizes,
+        soak_minutes=soak,
         on_stage=lambda text: err.print(f"[bold]›[/] {text}"),
     )
     _show(result)
@@ -78,6 +87,16 @@ def _show(result: dict[str, Any]) -> None:
         out.print(f"{key}: {value} s", markup=False)
     for key, value in result["rss_peak_mib"].items():
         out.print(f"peak RSS {key}: {value} MiB", markup=False)
+    if "soak" in result:
+        soak = result["soak"]
+        flat = soak["growth_after_half"] <= result["targets"]["soak_growth_after_half"]
+        out.print(
+            f"soak, {soak['minutes']:g} min at {number(soak['rate_per_s'])}/s over "
+            f"{soak['event_days']} days of event time: worker RSS {soak['rss_mib_at_half']} MiB "
+            f"at half time, at most {soak['rss_mib_max_after_half']} MiB after "
+            f"({soak['growth_after_half']:+.1%}, flat: {'✓' if flat else '✗'})",
+            markup=False,
+        )
 
 
 def _s(value: float | None) -> str:

@@ -1,4 +1,5 @@
-"""`commpulse bench --events 5000`: a smoke test of the whole benchmark (no timing asserted)."""
+"""`commpulse bench --events 5000 --soak 0.2`: a smoke test of the whole benchmark (no timing
+asserted)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def test_a_quick_bench_writes_complete_json(
 ) -> None:
     out = tmp_path / "bench.json"
     result = run_cli(
-        "bench", "--events", "5000", "--quarterly", "20000", "--json", str(out),
+        "bench", "--events", "5000", "--quarterly", "20000", "--soak", "0.2", "--json", str(out),
         env=cli_env, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -36,4 +37,11 @@ def test_a_quick_bench_writes_complete_json(
     assert figures["seconds"]["quarterly_eval_20000"] > 0
     assert "quarterly_eval_10m_s" in figures  # null: this run did not fill 10M events
     assert figures["rss_peak_mib"]["stream_worker"] > 0
+    soak = figures["soak"]  # 12 s at 500 events/s over 2 days of event time
+    assert (soak["events_sent"], soak["event_days"]) == (6000, 2)
+    assert len(soak["rss_mib"]) >= 2 and all(rss > 0 for _, rss in soak["rss_mib"])
+    assert soak["growth_after_half"] == round(
+        soak["rss_mib_max_after_half"] / soak["rss_mib_at_half"] - 1, 3
+    )
     assert "ratio" in result.stdout and "event → KPI latency" in result.stdout
+    assert "soak, 0.2 min at 500/s over 2 days of event time" in result.stdout
