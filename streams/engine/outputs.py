@@ -76,12 +76,19 @@ class _Pass:
             )
         return facts
 
-    def kind(self, kind: str, scope: str, window: Window, day: int) -> KindWindow | None:
-        members = [
-            c
-            for c in self.engine.channels_of(kind, scope)
-            if _has_events(self.engine, c, window, day)
-        ]
+    def kind(
+        self, kind: str, scope: str, window: Window, day: int, inside: list[str] | None = None
+    ) -> KindWindow | None:
+        """The kind's window over its channels with events in it (``inside``, if known)."""
+        members = (
+            inside
+            if inside is not None
+            else [
+                c
+                for c in self.engine.channels_of(kind, scope)
+                if _has_events(self.engine, c, window, day)
+            ]
+        )
         if not members:
             return None
         return KindWindow([self.channel(c, window, day) for c in members])
@@ -140,7 +147,7 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
                         engine.metas[c].finalized.get(marker, _NEVER) < window.end for c in inside
                     ):
                         break
-                    facts = run.kind(kind, scope, window, day)
+                    facts = run.kind(kind, scope, window, day, inside)
                     if facts is not None:
                         results = evaluate_window(facts, _BY_SETTLE[settle])
                         updates += _finals(engine, None, kind, scope, window, results, settle)
