@@ -141,6 +141,18 @@ class TopicSettings(BaseModel):
     )
     replication_factor: int = Field(1, ge=1)
 
+    def prefixed(self, prefix: str) -> TopicSettings:
+        """The same topics named ``<prefix>.events`` and so on (a run of their own)."""
+        return self.model_copy(
+            update={
+                "events": f"{prefix}.events",
+                "dlq": f"{prefix}.events.dlq",
+                "kpis": f"{prefix}.kpis",
+                "alerts": f"{prefix}.alerts",
+                "packed": f"{prefix}.events.packed",
+            }
+        )
+
     def specs(self) -> list[TopicSpec]:
         """Every topic commpulse uses. History is kept forever: imported events carry old times."""
         from infra import TopicSpec  # the Kafka client loads only when topics are needed

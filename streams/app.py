@@ -136,7 +136,8 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         )
         async for events in batches:
             batch = [(e.message.partition, e.message.offset, e.value) for e in events]
-            await runtime.process(batch, app.producer)
+            newest = max(e.message.timestamp for e in events)
+            await runtime.process(batch, app.producer, newest=newest)
 
     packer = Packer(
         bootstrap_servers=config.bootstrap_servers,

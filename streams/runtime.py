@@ -100,8 +100,10 @@ class StreamRuntime:
         self.alerts_topic = alerts_topic
         self.changelog_topic = changelog_topic
         self._restore = restore
-        #: a batch this large means more is waiting: the worker is behind
+        #: a batch this large means more is waiting: with records older than ``behind_after_s``
+        #: the worker is behind (a full batch of fresh records is just a busy live stream)
         self.full_batch = full_batch
+        self.behind_after_s = 5.0
         self.engines: dict[int, PartitionEngine] = {}
         #: partition -> how often it was revoked (a restore that a revocation overtook is dropped)
         self._revocations: dict[int, int] = {}
@@ -150,9 +152,15 @@ class StreamRuntime:
         self._executor.shutdown(wait=True)
 
     async def process(
-        self, batch: Sequence[tuple[int, int, bytes]], producer: ProducerLike
+        self,
+        batch: Sequence[tuple[int, int, bytes]],
+        producer: ProducerLike,
+        *,
+        newest: float | None = None,
     ) -> None:
         """Apply one batch of ``(partition, offset, packed value)``; write everything it caused.
+
+        ``newest`` is when the newest of these records was written (epoch seconds).
 
         The engine work runs on one thread of its own, so that the event loop
         stays free for heartbeats, the packer and the web server meanwhile.
@@ -160,7 +168,15 @@ class StreamRuntime:
         loop = asyncio.get_running_loop()
         engines = await self._engines({partition for partition, _, _ in batch})
         now = time.time()
-        outcome = await loop.run_in_executor(self._executor, self._compute, batch, engines, now)
+        behind = (
+            self.full_batch is not None
+            and len(batch) >= self.full_batch
+            and newest is not None
+            and now - newest > self.behind_after_s
+        )
+        outcome = await loop.run_in_executor(
+            self._executor, self._compute, batch, engines, now, behind
+        )
 
         sends = []
         for update in outcome.kpis:
@@ -199,6 +215,7 @@ class StreamRuntime:
         batch: Sequence[tuple[int, int, bytes]],
         engines: Mapping[int, PartitionEngine],
         now: float,
+        behind: bool = False,
     ) -> _Outcome:
         """The engine's part of a batch (runs on the engine thread)."""
         touched: dict[int, PartitionEngine] = {}
@@ -219,7 +236,6 @@ class StreamRuntime:
                 self.stats.envelopes += 1
                 self.stats.events += len(events)
         outcome = _Outcome()
-        behind = self.full_batch is not None and len(batch) >= self.full_batch
         for partition, engine in touched.items():
             kpis, alerts = engine.updates(now, behind=behind)
             outcome.kpis += kpis

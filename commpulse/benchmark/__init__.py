@@ -25,7 +25,7 @@ from commpulse.benchmark.quarterly import time_quarterly
 from commpulse.benchmark.soak import soak_stream
 from commpulse.children import Child
 from commpulse.kafka import connect, make_producer
-from commpulse.settings import KafkaSettings, Settings, TopicSettings, child_environment
+from commpulse.settings import KafkaSettings, Settings, child_environment
 from infra import TopicSpec, ensure_topics, free_port
 from ingest import Record
 from ingest.simulator import SimulationConfig, simulate
@@ -58,14 +58,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run every stage once; returns the figures (see docs/performance.md)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    topics = TopicSettings(
-        events=f"{prefix}.events",
-        dlq=f"{prefix}.dlq",
-        kpis=f"{prefix}.kpis",
-        alerts=f"{prefix}.alerts",
-        packed=f"{prefix}.packed",
-        events_partitions=settings.topics.events_partitions,
-    )
+    topics = settings.topics.prefixed(prefix)
     raw_topic = f"{prefix}.raw"
     work = Path(tempfile.mkdtemp(prefix="commpulse-bench-"))
     result: dict[str, Any] = {"events": events, "rates": {}, "seconds": {}, "rss_peak_mib": {}}

@@ -20,7 +20,7 @@ import httpx
 
 from commpulse.children import Child
 from commpulse.kafka import KafkaTarget, make_producer
-from commpulse.settings import Settings, TopicSettings, child_environment
+from commpulse.settings import Settings, child_environment
 from infra import ensure_topics, free_port
 from ingest import Record
 from ingest.simulator import SimulationConfig, simulate
@@ -50,14 +50,7 @@ def soak_stream(
     on_stage: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Feed a worker ``rate`` events/s for ``minutes``; its RSS over time, and how it grew."""
-    topics = TopicSettings(
-        events=f"{prefix}.soak.events",
-        dlq=f"{prefix}.soak.dlq",
-        kpis=f"{prefix}.soak.kpis",
-        alerts=f"{prefix}.soak.alerts",
-        packed=f"{prefix}.soak.packed",
-        events_partitions=settings.topics.events_partitions,
-    )
+    topics = settings.topics.prefixed(f"{prefix}.soak")
     here = settings.model_copy(update={"topics": topics})
     ensure_topics(target.bootstrap_servers, topics.specs(), client_options=target.client_options)
     total = int(rate * minutes * 60)

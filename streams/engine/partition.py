@@ -484,7 +484,7 @@ class PartitionEngine:
     ) -> tuple[list[KpiUpdate], list[AlertTransition]]:
         """KPI windows that became final (and, once per emit interval, that changed), and alerts.
 
-        ``behind``: more input is waiting (the batch was full); changes are sent less often.
+        ``behind``: more input is waiting and it is old (catching up); changes go out less often.
         """
         from streams.engine.outputs import collect_updates
 

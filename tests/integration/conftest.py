@@ -48,13 +48,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 def topics(broker: EmbeddedBroker) -> TopicSettings:
     """Topic names no other test uses, created on the session broker."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    names = TopicSettings(
-        events=f"{prefix}.events",
-        dlq=f"{prefix}.events.dlq",
-        kpis=f"{prefix}.kpis",
-        alerts=f"{prefix}.alerts",
-        packed=f"{prefix}.events.packed",
-    )
+    names = TopicSettings().prefixed(prefix)
     ensure_topics(broker.bootstrap_servers, names.specs())
     return names
 

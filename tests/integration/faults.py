@@ -26,9 +26,9 @@ import duckdb
 import httpx
 
 from commpulse.settings import Settings
-from ingest import IngestCounts, Producer, Pseudonymiser, Record
+from ingest import IngestCounts, Record
 from tests.integration.stream_support import Worker, worker
-from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, wait_for
+from tests.integration.support import COMMPULSE, producer_for, wait_for
 
 #: kill -9s of the stream worker, and as many of the sink
 KILLS = 5
@@ -98,13 +98,7 @@ def send_gradually(
     sent: list[int] | None = None,
 ) -> IngestCounts:
     """Send in chunks with a pause between, through one producer (it retries across outages)."""
-    with Producer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        events_topic=settings.topics.events,
-        dlq_topic=settings.topics.dlq,
-        pseudonymiser=Pseudonymiser(PSEUDONYM_KEY.encode()),
-        linger_ms=5,
-    ) as producer:
+    with producer_for(settings) as producer:
         for start in range(0, len(events), chunk):
             result = producer.send_many([Record(event) for event in events[start : start + chunk]])
             assert result.dead_lettered == 0, result.rejections

@@ -19,19 +19,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from commpulse.settings import Settings
 from infra import free_port
-from ingest import Producer, Pseudonymiser, Record
+from ingest import Record
 from streams.records import KpiRecord
-from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, wait_for
+from tests.integration.support import COMMPULSE, consume_all, producer_for, wait_for
 
 
 def send(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
-    with Producer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        events_topic=settings.topics.events,
-        dlq_topic=settings.topics.dlq,
-        pseudonymiser=Pseudonymiser(PSEUDONYM_KEY.encode()),
-        linger_ms=5,
-    ) as producer:
+    with producer_for(settings) as producer:
         result = producer.send_many([Record(event) for event in events])
         counts = producer.flush()
     assert result.dead_lettered == 0 and counts.failed == 0, result.rejections

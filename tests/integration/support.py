@@ -1,19 +1,26 @@
-"""Helpers for integration tests: run the real CLI, read topics, wait."""
+"""Helpers for integration tests: run the real CLI and HTTP ingest, send, read topics, wait."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from infra import AlertmanagerError, alertmanager_binary
+from commpulse.settings import Settings
+from infra import AlertmanagerError, alertmanager_binary, free_port
+from ingest import Producer, Pseudonymiser
 
 PSEUDONYM_KEY = "integration-test-key-0123456789"
 
@@ -76,3 +83,66 @@ def wait_for(
             return True
         time.sleep(interval)
     return False
+
+
+def producer_for(settings: Settings, **options: Any) -> Producer:
+    """The ingest producer the tests send with: their pseudonym key, a short linger."""
+    return Producer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        events_topic=settings.topics.events,
+        dlq_topic=settings.topics.dlq,
+        pseudonymiser=Pseudonymiser(PSEUDONYM_KEY.encode()),
+        **({"linger_ms": 5} | options),
+    )
+
+
+@dataclass
+class IngestServer:
+    """A running ``commpulse serve-ingest``."""
+
+    process: subprocess.Popen[str]
+    url: str
+    token: str
+
+    def post(self, body: bytes) -> httpx.Response:
+        return httpx.post(
+            f"{self.url}/v1/events",
+            content=body,
+            headers={
+                "authorization": f"Bearer {self.token}",
+                "content-type": "application/x-ndjson",
+            },
+            timeout=60,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def healthy(self) -> bool:
+        assert self.alive(), f"serve-ingest exited with {self.process.returncode}"
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@contextmanager
+def serve_ingest(env: dict[str, str], token: str, *extra: str) -> Iterator[IngestServer]:
+    """``commpulse serve-ingest`` with ``token``; Ctrl-C at the end, which it must take cleanly."""
+    port = free_port()
+    with subprocess.Popen(
+        [COMMPULSE, "serve-ingest", "--port", str(port), *extra],
+        env=env | {"COMMPULSE_INGEST__TOKEN": token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        server = IngestServer(process, f"http://127.0.0.1:{port}", token)
+        try:
+            assert wait_for(server.healthy, timeout=30), "serve-ingest did not start"
+            yield server
+        finally:
+            os.killpg(process.pid, signal.SIGINT)
+            _, err = process.communicate(timeout=30)
+    assert process.returncode in (0, 130) and "Traceback" not in err, err

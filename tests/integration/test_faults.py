@@ -25,7 +25,7 @@ import uvicorn
 
 from commpulse.settings import KafkaSettings, Settings
 from infra import EmbeddedBroker, ensure_topics, free_port, kafka_reachable, record_counts
-from ingest import Producer, Pseudonymiser
+from ingest import Producer
 from ingest.http import create_app
 from ingest.simulator import SimulationConfig, simulate
 from tests.integration.faults import (
@@ -46,7 +46,7 @@ from tests.integration.stream_support import (
     wait_finals,
     worker,
 )
-from tests.integration.support import PSEUDONYM_KEY, run_cli, wait_for
+from tests.integration.support import producer_for, run_cli, wait_for
 from tests.integration.test_stream import stack
 from tests.scenarios import MONDAY, ticket_scenario
 
@@ -184,12 +184,8 @@ def test_http_ingest_says_503_for_what_kafka_did_not_take_and_a_retry_delivers_i
     token = "fault-token-0123456789abcdef"
     headers = {"authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
     first, second = b"\n".join(valid_lines(40)), b"\n".join(valid_lines(30, start=1000))
-    producer = Producer(
-        bootstrap_servers=bootstrap,
-        events_topic=settings.topics.events,
-        dlq_topic=settings.topics.dlq,
-        pseudonymiser=Pseudonymiser(PSEUDONYM_KEY.encode()),
-        linger_ms=5,
+    producer = producer_for(
+        settings,
         delivery_timeout_ms=3000,
         max_block_ms=3000,
         client_options={"request_timeout_ms": 2000},

@@ -13,8 +13,6 @@ import ipaddress
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +23,12 @@ import orjson
 import polars as pl
 
 from commpulse.settings import Settings
-from infra import AlertmanagerProcess, EmbeddedBroker, free_port, running_broker
+from infra import AlertmanagerProcess, EmbeddedBroker, running_broker
 from ingest import Pseudonymiser
 from tests.helpers import event_dict
 from tests.integration.invalid_inputs import valid_lines
 from tests.integration.stream_support import worker
-from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, run_cli, wait_for
+from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, run_cli, serve_ingest
 from tests.integration.test_importers import DATA, mail_secrets
 from tests.integration.test_stream import stack
 
@@ -39,37 +37,6 @@ LIMIT = 64 * 1024
 
 
 # -- processes and their sockets ------------------------------------------------------------
-
-
-@contextmanager
-def serve_ingest(env: dict[str, str], *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``commpulse serve-ingest`` with a known token; Ctrl-C at the end."""
-    port = free_port()
-    with subprocess.Popen(
-        [COMMPULSE, "serve-ingest", "--port", str(port), *extra],
-        env=env | {"COMMPULSE_INGEST__TOKEN": TOKEN},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        url = f"http://127.0.0.1:{port}"
-        try:
-            assert wait_for(lambda: _answers(process, url), timeout=30), (
-                "serve-ingest did not start"
-            )
-            yield process, url
-        finally:
-            os.killpg(process.pid, signal.SIGINT)
-            process.communicate(timeout=30)
-
-
-def _answers(process: subprocess.Popen[str], url: str) -> bool:
-    assert process.poll() is None, f"serve-ingest exited with {process.returncode}"
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def process_group(leader: int) -> set[int]:
@@ -136,7 +103,8 @@ def test_http_ingest_lets_nobody_in_without_the_token_and_refuses_big_bodies(
 ) -> None:
     body = b"\n".join(valid_lines(10))
     env = cli_env | {"COMMPULSE_INGEST__MAX_BODY_BYTES": str(LIMIT)}
-    with serve_ingest(env) as (process, url):
+    with serve_ingest(env, TOKEN) as server:
+        process, url = server.process, server.url
 
         def post(headers: dict[str, str], content: Any = body) -> httpx.Response:
             headers = {"content-type": "application/x-ndjson", **headers}
@@ -217,8 +185,8 @@ def test_every_server_listens_on_loopback_only_by_default(
         command.communicate(timeout=60)
 
     # `commpulse serve-ingest` and `commpulse stream` with their default hosts.
-    with serve_ingest(cli_env) as (process, _):
-        seen["commpulse serve-ingest"] = listening(process_group(process.pid))
+    with serve_ingest(cli_env, TOKEN) as server:
+        seen["commpulse serve-ingest"] = listening(process_group(server.process.pid))
     env, app_id = stack(cli_env)
     with worker(env, app_id=app_id) as running:
         seen["commpulse stream"] = listening(process_group(running.process.pid))

@@ -195,13 +195,7 @@ def stack_settings(
             if name.startswith("COMMPULSE_"):
                 patch.delenv(name)
         prefix = f"t{uuid.uuid4().hex[:10]}"
-        topics = TopicSettings(
-            events=f"{prefix}.events",
-            dlq=f"{prefix}.events.dlq",
-            kpis=f"{prefix}.kpis",
-            alerts=f"{prefix}.alerts",
-            packed=f"{prefix}.events.packed",
-        )
+        topics = TopicSettings().prefixed(prefix)
         ensure_topics(broker.bootstrap_servers, topics.specs())
         settings = load_settings(
             data_dir=tmp_path_factory.mktemp("reference") / "data",
