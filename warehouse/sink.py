@@ -33,6 +33,7 @@ import duckdb
 import orjson
 import polars as pl
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 from pydantic import ValidationError
 
 from ingest.deadletter import DeadLetter
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: how long one look at the end offsets may take; Kafka away, the sink asks again later
+_LAG_TIMEOUT_MS = 10_000
 
 _COLUMNS: Final = {
     "event_id": pl.String,
@@ -234,13 +238,14 @@ def run_sink(
                     len(invalid),
                     outcome.quarantined,
                 )
-            ends = consumer.end_offsets(partitions)
-            progress.lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in partitions)
+            lag = _lag(consumer, partitions)
+            if lag is not None:
+                progress.lag = lag
             if rows or invalid:
                 if on_batch:
                     on_batch(progress)
                 continue
-            if until_caught_up and progress.lag == 0:
+            if until_caught_up and lag == 0:
                 break
             if on_idle:
                 on_idle(progress)
@@ -256,6 +261,23 @@ def run_sink(
         time.monotonic() - progress.started,
         progress.quarantined,
     )
+
+
+def _lag(consumer: KafkaConsumer, partitions: list[TopicPartition]) -> int | None:
+    """Records not read yet; None when Kafka did not answer in time (a broker restart).
+
+    Bounded, so that the loop comes back to check for Ctrl-C: without a timeout the
+    client may wait for an answer from before a broker restart for minutes.
+    """
+    try:
+        ends = consumer.end_offsets(partitions, timeout_ms=_LAG_TIMEOUT_MS)
+        positions = {tp: consumer.position(tp, timeout_ms=_LAG_TIMEOUT_MS) for tp in partitions}
+    except KafkaTimeoutError as exc:
+        log.warning("sink: end offsets not known yet (%s); asking again", exc)
+        return None
+    if any(position is None for position in positions.values()):
+        return None
+    return int(sum(max(0, ends[tp] - positions[tp]) for tp in partitions))
 
 
 def _poll_batch(
