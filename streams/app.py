@@ -166,6 +166,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
 
     async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        runtime.assign(packed_only(assigned))
         packer.follow(packed_only(assigned))  # the packer packs what feeds this worker's partitions
 
     app.on_partitions_revoked.connect(cast(Any, on_revoked))

@@ -107,6 +107,8 @@ class StreamRuntime:
         self.engines: dict[int, PartitionEngine] = {}
         #: partition -> how often it was revoked (a restore that a revocation overtook is dropped)
         self._revocations: dict[int, int] = {}
+        #: the packed partitions assigned to this worker now (None: not told, take every one)
+        self.assigned: set[int] | None = None
         self.stats = StreamStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi-engine")
         #: (subject, kpi, granularity) -> latest window's value
@@ -120,6 +122,14 @@ class StreamRuntime:
         """The engines of ``partitions``, restored from the changelog where new."""
         loop = asyncio.get_running_loop()
         for partition in sorted(set(partitions) - self.engines.keys()):
+            if self.assigned is not None and partition not in self.assigned:
+                # Records faust had buffered before a revocation: not ours now. Restoring
+                # here would read a changelog the last owner may still be writing, and the
+                # engine would stay if the partition came back.
+                log.info(
+                    "partition=%s is not assigned: its records are left to its owner", partition
+                )
+                continue
             revocations = self._revocations.get(partition, 0)
             started = time.monotonic()
             entries = await self._restore(partition)
@@ -147,6 +157,12 @@ class StreamRuntime:
         for partition in partitions:
             self.engines.pop(partition, None)
             self._revocations[partition] = self._revocations.get(partition, 0) + 1
+            if self.assigned is not None:
+                self.assigned.discard(partition)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The partitions assigned to this worker after a rebalance (all of them)."""
+        self.assigned = set(partitions)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
