@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ACTOR_FIELDS",
+    "COMMON_FIELDS",
     "JOIN_KEY_FIELDS",
     "PSEUDONYMISE",
     "REQUIRED_FIELDS",
@@ -237,3 +238,9 @@ class Event(BaseModel):
                     {"event_type": self.event_type.value, "field": name},
                 )
         return self
+
+
+#: Fields every event has, whatever its type (see :data:`REQUIRED_FIELDS` for the rest).
+COMMON_FIELDS: Final[tuple[str, ...]] = tuple(
+    name for name, field in Event.model_fields.items() if field.is_required()
+)

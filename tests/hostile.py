@@ -32,7 +32,15 @@ import orjson
 from hypothesis import strategies as st
 
 from ingest import REQUIRED_FIELDS, Event, EventType, RejectCode
-from ingest.events import ActorRole, ChannelKind, Decision, RequestCategory, Scope, Visibility
+from ingest.events import (
+    COMMON_FIELDS,
+    ActorRole,
+    ChannelKind,
+    Decision,
+    RequestCategory,
+    Scope,
+    Visibility,
+)
 from ingest.importers import EVENT_FIELDS
 
 __all__ = [
@@ -58,16 +66,6 @@ TOO_DEEP: Final = 250
 _PAST = (datetime(1990, 1, 2), datetime(2025, 12, 31))  # valid: real history, always past
 _ANCIENT = (datetime(1, 1, 2), datetime(1989, 12, 31, 23, 59, 59))  # before 1990
 _FUTURE = (datetime(2200, 1, 1), datetime(9999, 12, 30))  # far beyond any clock's tolerance
-_COMMON = (
-    "event_id",
-    "event_type",
-    "occurred_at",
-    "channel_id",
-    "channel_kind",
-    "scope",
-    "actor_id",
-    "actor_role",
-)
 _PII_FIELDS = ("body", "subject", "from", "email", "name", "address", "text", "display_name")
 
 
@@ -229,7 +227,7 @@ def _json_invalid(data: dict[str, Any]) -> list[st.SearchStrategy[Input]]:
     """Every kind of bad JSON input, derived from the valid event ``data``."""
     text = _json(data).decode()
     event_type = EventType(data["event_type"])
-    required = [*_COMMON, *REQUIRED_FIELDS[event_type]]
+    required = [*COMMON_FIELDS, *REQUIRED_FIELDS[event_type]]
     return [
         # Not JSON: cut short (at a character boundary), or with something after the object.
         st.integers(1, len(text) - 1).map(
@@ -372,7 +370,7 @@ def rows(draw: st.DrawFn, valid_share: float = 0.4) -> Input:
     if draw(st.floats(0, 1)) < valid_share:
         return _row(data, None)
     event_type = EventType(data["event_type"])
-    required = [*_COMMON, *REQUIRED_FIELDS[event_type]]
+    required = [*COMMON_FIELDS, *REQUIRED_FIELDS[event_type]]
     bad: list[st.SearchStrategy[Input]] = [
         st.one_of(st.integers(2, 99), letters).map(
             lambda v: _row(_replace(data, schema_version=v), RejectCode.UNSUPPORTED_SCHEMA_VERSION)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from ingest.events import (
+    COMMON_FIELDS,
     REQUIRED_FIELDS,
     ActorRole,
     ChannelKind,
@@ -54,16 +55,6 @@ SELECT CAST(event_id AS VARCHAR) AS event_id, schema_version, event_type, occurr
        visibility, department, epoch(occurred_at) - epoch(loaded_at) AS ahead_s
 FROM raw.events
 """
-_COMMON: Final = (
-    "event_id",
-    "event_type",
-    "occurred_at",
-    "channel_id",
-    "channel_kind",
-    "scope",
-    "actor_id",
-    "actor_role",
-)
 _ENUMS: Final = (
     ("event_type", EventType),
     ("channel_kind", ChannelKind),
@@ -95,7 +86,7 @@ def _required() -> list[Check]:
 def events_suite(future_tolerance_s: float = 86_400.0) -> Suite:
     """The checks; ``ahead_s`` (event time minus load time) may reach ``future_tolerance_s``."""
     checks = [
-        *(not_null(FRAME, column) for column in _COMMON),
+        *(not_null(FRAME, column) for column in COMMON_FIELDS),
         unique(FRAME, "event_id"),
         in_set(FRAME, "schema_version", [1]),
         *(in_set(FRAME, column, (member.value for member in enum)) for column, enum in _ENUMS),
