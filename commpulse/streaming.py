@@ -120,14 +120,11 @@ def evict_dead_members(
     """
     prefix = _member_prefix()
     own = str(os.getpid())
+    admin: KafkaAdminClient | None = None
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=target.bootstrap_servers, **target.client_options
         )
-    except KafkaError as exc:
-        log.warning("cannot check the group for dead members group=%s error=%s", group, exc)
-        return []
-    try:
         before = current() if current else None
         members = [
             str(member["member_id"])
@@ -154,7 +151,8 @@ def evict_dead_members(
         log.warning("cannot check the group for dead members group=%s error=%s", group, exc)
         return []
     finally:
-        admin.close()
+        if admin is not None:
+            admin.close()
 
 
 def _member_id(app: Any) -> str | None:

@@ -10,7 +10,14 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["pid_alive", "read_json", "try_lock", "with_parent_death_signal", "write_json_atomic"]
+__all__ = [
+    "memory_kib",
+    "pid_alive",
+    "read_json",
+    "try_lock",
+    "with_parent_death_signal",
+    "write_json_atomic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,14 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of ``pid`` from /proc (``VmRSS`` now, ``VmHWM`` its peak), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
 
 
 def try_lock(handle: IO[Any], mode: int) -> bool:

@@ -27,19 +27,13 @@ from commpulse.children import Child
 from commpulse.kafka import connect, make_producer
 from commpulse.settings import KafkaSettings, Settings, child_environment
 from infra import TopicSpec, ensure_topics, free_port
+from infra.processes import memory_kib
 from ingest import Record
 from ingest.simulator import SimulationConfig, simulate
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkConfig, run_sink
 
 __all__ = ["run_bench"]
-
-
-def _rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _self_rss_kib() -> int:
@@ -147,7 +141,9 @@ def run_bench(
                 here, target, rate=max(rates["stream"] / 2, 10.0), probes=200
             )
             assert worker.pid is not None
-            result["rss_peak_mib"]["stream_worker"] = round(_rss_peak_kib(worker.pid) / 1024, 1)
+            result["rss_peak_mib"]["stream_worker"] = round(
+                memory_kib(worker.pid, "VmHWM") / 1024, 1
+            )
 
         if soak_minutes > 0:
             on_stage(f"soak: a stream worker fed steadily for {soak_minutes:g} minutes")

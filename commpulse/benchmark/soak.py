@@ -22,6 +22,7 @@ from commpulse.children import Child
 from commpulse.kafka import KafkaTarget, make_producer
 from commpulse.settings import Settings, child_environment
 from infra import ensure_topics, free_port
+from infra.processes import memory_kib
 from ingest import Record
 from ingest.simulator import SimulationConfig, simulate
 
@@ -29,13 +30,6 @@ __all__ = ["EVENT_DAYS_PER_MINUTE", "soak_stream"]
 
 #: days of event time per minute of the run
 EVENT_DAYS_PER_MINUTE: Final = 12
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def soak_stream(
@@ -76,7 +70,7 @@ def soak_stream(
                 result = producer.send_many([Record(e) for e in islice(events, due)])
                 sent += result.received
             if elapsed >= next_sample:
-                samples.append((round(elapsed, 1), round(_rss_kib(worker.pid) / 1024, 1)))
+                samples.append((round(elapsed, 1), round(memory_kib(worker.pid) / 1024, 1)))
                 on_stage(
                     f"soak {elapsed / 60:4.1f} of {minutes:g} min: {sent:,} events sent, "
                     f"worker RSS {samples[-1][1]:,.0f} MiB"
@@ -86,7 +80,7 @@ def soak_stream(
         sent += producer.send_many([Record(e) for e in events]).received  # the last moment's
         producer.flush()
         samples.append(
-            (round(time.monotonic() - started, 1), round(_rss_kib(worker.pid) / 1024, 1))
+            (round(time.monotonic() - started, 1), round(memory_kib(worker.pid) / 1024, 1))
         )
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()
     return _summary(samples, minutes=minutes, rate=rate, days=days, sent=sent, health=health)

@@ -193,8 +193,9 @@ class PartitionEngine:
             self._apply(source, event)
 
     def _apply(self, source: int, e: Mapping[str, Any]) -> None:
-        known = self.metas.get(e["channel_id"])
-        if known is not None and e["_o"] <= known.applied:
+        channel_id: str = e["channel_id"]
+        meta = self.metas.get(channel_id)
+        if meta is not None and e["_o"] <= meta.applied:
             return  # applied before a restart (the state is written before the offsets)
         t: float = e["_t"]
         kind: str = e["channel_kind"]
@@ -209,13 +210,12 @@ class PartitionEngine:
             self._advanced.add(group)
         self.applied_events += 1
 
-        channel_id: str = e["channel_id"]
         current = _Event(e["_o"])
-        meta = self._meta(channel_id, kind, e["scope"], source)
-        if current.offset > meta.applied:
-            self._update_meta(meta, e, t)
-            meta.applied = current.offset
-            self._dirty_metas.add(channel_id)
+        if meta is None:
+            meta = self._meta(channel_id, kind, e["scope"], source)
+        self._update_meta(meta, e, t)
+        meta.applied = current.offset
+        self._dirty_metas.add(channel_id)
 
         clock = self.config.clock
         day = clock.day(t)
