@@ -160,9 +160,9 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
 
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
-        runtime.forget(packed_only(revoked))
-        # State written so far is in Kafka before the next owner reads it back.
-        await app.producer.flush()
+        # The batch in flight writes its state, and the state is in Kafka before the next
+        # owner reads it back.
+        await runtime.revoke(packed_only(revoked), app.producer)
 
     async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())

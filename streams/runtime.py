@@ -14,8 +14,13 @@ commits offsets, so committed offsets never run ahead of the state: after a
 crash, replayed events are applied to each piece of state at most once (see
 :mod:`streams.engine.state`), replayed ticks are ignored (by their packed
 offset), and KPI records may repeat, with the same values, never go missing.
-A partition revoked while its batch was being processed writes no state: its
-next owner replays those events from the committed offsets.
+
+A rebalance waits for the batch in flight (:meth:`StreamRuntime.revoke`): it
+writes its state, and the writes reach Kafka, before the partitions go. So a
+partition's changelog, when it is read back, holds whole batches only, and the
+offsets faust acknowledges for that batch afterwards never run ahead of the
+state. Before, a worker that got its partitions back after a broker restart
+could read a changelog without its last batch, or with part of it.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class ProducerLike(Protocol):
         timestamp: float | None,
         headers: Any,
     ) -> Any: ...
+
+    async def flush(self) -> None: ...
 
 
 #: reads a partition's state back: ``{table key: value}`` (see :func:`streams.changelog.read_latest`)
@@ -105,12 +112,12 @@ class StreamRuntime:
         self.full_batch = full_batch
         self.behind_after_s = 5.0
         self.engines: dict[int, PartitionEngine] = {}
-        #: partition -> how often it was revoked (a restore that a revocation overtook is dropped)
-        self._revocations: dict[int, int] = {}
         #: the packed partitions assigned to this worker now (None: not told, take every one)
         self.assigned: set[int] | None = None
         self.stats = StreamStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi-engine")
+        #: held while a batch is processed, and while partitions are revoked
+        self._batch = asyncio.Lock()
         #: (subject, kpi, granularity) -> latest window's value
         self.current: dict[tuple[str, str, str], Current] = {}
 
@@ -130,7 +137,6 @@ class StreamRuntime:
                     "partition=%s is not assigned: its records are left to its owner", partition
                 )
                 continue
-            revocations = self._revocations.get(partition, 0)
             started = time.monotonic()
             entries = await self._restore(partition)
             engine = await loop.run_in_executor(
@@ -140,8 +146,6 @@ class StreamRuntime:
                 self.engine_config,
                 list(entries.items()),
             )
-            if self._revocations.get(partition, 0) != revocations:
-                continue  # revoked while restoring
             self.engines[partition] = engine
             log.info(
                 "partition=%s restored keys=%s channels=%s in %.1f s",
@@ -152,13 +156,17 @@ class StreamRuntime:
             )
         return {p: self.engines[p] for p in partitions if p in self.engines}
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Partitions were revoked: their state is read back from the changelog if they return."""
-        for partition in partitions:
-            self.engines.pop(partition, None)
-            self._revocations[partition] = self._revocations.get(partition, 0) + 1
-            if self.assigned is not None:
-                self.assigned.discard(partition)
+    async def revoke(self, partitions: Iterable[int], producer: ProducerLike) -> None:
+        """Partitions were revoked: after the batch in flight, and once its writes are in Kafka.
+
+        Their state is read back from the changelog if they return.
+        """
+        async with self._batch:
+            for partition in partitions:
+                self.engines.pop(partition, None)
+                if self.assigned is not None:
+                    self.assigned.discard(partition)
+            await producer.flush()
 
     def assign(self, partitions: Iterable[int]) -> None:
         """The partitions assigned to this worker after a rebalance (all of them)."""
@@ -181,6 +189,12 @@ class StreamRuntime:
         The engine work runs on one thread of its own, so that the event loop
         stays free for heartbeats, the packer and the web server meanwhile.
         """
+        async with self._batch:
+            await self._process(batch, producer, newest)
+
+    async def _process(
+        self, batch: Sequence[tuple[int, int, bytes]], producer: ProducerLike, newest: float | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         engines = await self._engines({partition for partition, _, _ in batch})
         now = time.time()
@@ -214,9 +228,6 @@ class StreamRuntime:
         await asyncio.gather(*sends)  # the records are in Kafka before the state that produced them
 
         for partition, writes in outcome.writes.items():
-            if self.engines.get(partition) is not engines[partition]:
-                log.info("partition=%s was revoked meanwhile: its new owner replays", partition)
-                continue
             for state_key, state_value in writes:
                 await producer.send(
                     self.changelog_topic, state_key, state_value, partition, None, None

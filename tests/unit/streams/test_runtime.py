@@ -1,4 +1,4 @@
-"""The runtime restores a partition's state only while the partition is assigned to it."""
+"""The runtime restores a partition's state only while it is assigned, and only whole batches."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from streams.envelopes import pack
 from streams.runtime import StreamRuntime
 
 
-class _Producer:
+class _Kafka:
+    """A producer whose records reach the log when flushed; a send may be held at a gate."""
+
     def __init__(self) -> None:
-        self.sent: list[tuple[str, int | None]] = []
+        self.queued: list[tuple[str, int | None, bytes | None, bytes | None]] = []
+        self.log: list[tuple[str, int | None, bytes | None, bytes | None]] = []
+        self.gate: asyncio.Event | None = None  # set: changelog sends wait until it opens
+        self.waiting = asyncio.Event()
 
     async def send(
         self,
@@ -26,52 +31,108 @@ class _Producer:
         timestamp: float | None,
         headers: Any,
     ) -> Any:
-        self.sent.append((topic, partition))
+        if self.gate is not None and topic == "changelog":
+            self.waiting.set()
+            await self.gate.wait()  # as aiokafka does while the broker is away
+        self.queued.append((topic, partition, key, value))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
+    async def flush(self) -> None:
+        self.log += self.queued
+        self.queued = []
 
-def _envelope() -> bytes:
+    def latest(self, partition: int) -> dict[bytes, bytes]:
+        """What a restore reads: the latest value per key in the log (not what is queued)."""
+        state: dict[bytes, bytes] = {}
+        for topic, p, key, value in self.log:
+            if topic == "changelog" and p == partition and key is not None:
+                if value is None:
+                    state.pop(key, None)
+                else:
+                    state[key] = value
+        return state
+
+
+def _envelope(offset: int) -> bytes:
     event = {
         "event_type": "message_sent", "channel_id": "im-a", "channel_kind": "im",
         "scope": "internal", "actor_id": "u1", "actor_role": "employee",
-        "message_id": "m1", "_o": 0, "_t": 1_794_823_200.0,
+        "message_id": f"m{offset}", "_o": offset, "_t": 1_794_823_200.0 + offset,
     }  # fmt: skip
     return pack(0, [event])
 
 
-def test_records_of_a_revoked_partition_are_left_to_its_next_owner() -> None:
-    restored: list[int] = []
-
+def _runtime(kafka: _Kafka, restored: list[tuple[int, int]]) -> StreamRuntime:
     async def restore(partition: int) -> Mapping[bytes, bytes]:
-        restored.append(partition)
-        return {}
+        entries = kafka.latest(partition)
+        restored.append((partition, len(entries)))
+        return entries
 
-    runtime = StreamRuntime(
+    return StreamRuntime(
         EngineConfig(ChannelCatalog(), WindowClock("UTC")),
         kpis_topic="kpis",
         alerts_topic="alerts",
         changelog_topic="changelog",
         restore=restore,
     )
-    producer = _Producer()
+
+
+def test_records_of_a_revoked_partition_are_left_to_its_next_owner() -> None:
+    kafka = _Kafka()
+    restored: list[tuple[int, int]] = []
+    runtime = _runtime(kafka, restored)
 
     async def scenario() -> None:
         runtime.assign({5, 6})
-        await runtime.process([(6, 0, _envelope())], producer)
-        assert restored == [6] and runtime.stats.events == 1
-        runtime.forget({5, 6})  # a rebalance: revoked ...
+        await runtime.process([(6, 0, _envelope(0))], kafka)
+        assert restored == [(6, 0)] and runtime.stats.events == 1
+        await runtime.revoke({5, 6}, kafka)  # a rebalance: revoked ...
         runtime.assign({5})  # ... and 6 went to another worker
         # faust may still hand over a record it had buffered for 6: not restored, not applied
-        await runtime.process([(6, 1, _envelope())], producer)
-        assert restored == [6] and 6 not in runtime.engines and runtime.stats.events == 1
+        await runtime.process([(6, 1, _envelope(1))], kafka)
+        assert len(restored) == 1 and 6 not in runtime.engines and runtime.stats.events == 1
         runtime.assign({5, 6})  # 6 comes back: its state is read again, now
-        await runtime.process([(6, 1, _envelope())], producer)
-        assert restored == [6, 6] and 6 in runtime.engines
+        await runtime.process([(6, 1, _envelope(1))], kafka)
+        assert len(restored) == 2 and 6 in runtime.engines and runtime.stats.events == 2
 
     try:
         asyncio.run(scenario())
     finally:
         runtime.close()
-    assert ("changelog", 6) in producer.sent  # the state went to partition 6's changelog
+    assert restored[1][1] > 0  # the state of offset 0 went to partition 6's changelog, and back
+
+
+def test_a_revocation_waits_for_the_batch_in_flight_to_write_all_its_state() -> None:
+    """After a broker restart the worker gets its partitions back: it must read whole batches."""
+    kafka = _Kafka()
+    restored: list[tuple[int, int]] = []
+    runtime = _runtime(kafka, restored)
+
+    async def scenario() -> None:
+        runtime.assign({6})
+        kafka.gate = gate = asyncio.Event()
+        batch = asyncio.create_task(runtime.process([(6, 0, _envelope(0))], kafka))
+        await kafka.waiting.wait()  # its state writes are held up (the broker is away) ...
+        revoking = asyncio.create_task(runtime.revoke({6}, kafka))  # ... when the rebalance starts
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not revoking.done() and 6 in runtime.engines  # the revocation waits
+        gate.set()
+        await asyncio.gather(batch, revoking)
+        assert 6 not in runtime.engines and not kafka.queued  # written, and in Kafka
+
+        runtime.assign({6})  # the same worker gets the partition back, as after a restart
+        whole = kafka.latest(6)
+        # faust replays the batch from the committed offset: the state has it, nothing changes
+        await runtime.process([(6, 0, _envelope(0))], kafka)
+        assert restored == [(6, 0), (6, len(whole))]
+        assert runtime.engines[6].applied_events == 0  # the replayed event was applied before
+        await kafka.flush()
+        assert kafka.latest(6) == whole
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        runtime.close()
