@@ -1,6 +1,6 @@
-"""The stream's state, in table-sized pieces.
+"""The stream's state, in pieces of the size of one changelog record.
 
-Each piece is one key of the faust table (and one changelog record when it
+Each piece is one key of the state changelog (one record each time it
 changes): a :class:`DayBucket` per channel and local day holds what started
 that day; a :class:`ChannelMeta` per channel holds its identity, last
 activity, alert state and finalised-window markers; a :class:`Clock` per
