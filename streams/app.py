@@ -119,12 +119,19 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
             config.bootstrap_servers, changelog, partition, config.client_options
         )
 
+    async def seek(partition: int, offset: int) -> int:
+        tp = TP(config.packed_topic, partition)
+        start = max(offset, (await app.consumer.earliest_offsets(tp))[tp])
+        await app.consumer.seek(tp, start)
+        return start
+
     runtime = StreamRuntime(
         config.engine,
         kpis_topic=config.kpis_topic,
         alerts_topic=config.alerts_topic,
         changelog_topic=changelog,
         restore=restore,
+        seek=seek,
         full_batch=config.batch_envelopes,
     )
 
@@ -260,6 +267,7 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
                 "partitions": sorted(runtime.engines.copy()),
                 "events": stats.events,
                 "late_dropped": stats.late_dropped,
+                "gaps": stats.gaps,
                 "packer_lag": packer.stats.lag,
             }
         )

@@ -59,6 +59,11 @@ class _Collector(Collector):
                 "Events dropped as late beyond grace",
                 stats.late_dropped,
             ),
+            (
+                "commpulse_stream_gaps",
+                "Times records of a partition never arrived and were read again",
+                stats.gaps,
+            ),
             ("commpulse_stream_kpi_records", "KPI records sent", stats.kpi_records),
             ("commpulse_stream_alert_records", "Alert records sent", stats.alert_records),
             ("commpulse_packer_events", "Events packed", self.packer.events),

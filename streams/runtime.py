@@ -21,6 +21,12 @@ partition's changelog, when it is read back, holds whole batches only, and the
 offsets faust acknowledges for that batch afterwards never run ahead of the
 state. Before, a worker that got its partitions back after a broker restart
 could read a changelog without its last batch, or with part of it.
+
+Each partition's clock keeps the packed offset that comes next. A record
+after it means records in between never arrived (faust drops what it fetches
+while a rebalance holds its flow, and does not seek a partition that has no
+committed offset): it is not applied, and the consumer reads the partition
+again from the missing offset.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ __all__ = ["ProducerLike", "Restorer", "StreamRuntime", "StreamStats"]
 
 log = logging.getLogger(__name__)
 
+_SEEK_AGAIN_S = 10.0
+
 
 class ProducerLike(Protocol):
     """The part of faust's producer we use: ``send`` returns a future once queued."""
@@ -62,6 +70,9 @@ class ProducerLike(Protocol):
 
 #: reads a partition's state back: ``{table key: value}`` (see :func:`streams.changelog.read_latest`)
 Restorer = Callable[[int], Awaitable[Mapping[bytes, bytes]]]
+#: makes the consumer read a packed partition again from ``(partition, offset)``; returns the
+#: offset it reads from (later, when retention has deleted records since)
+Seeker = Callable[[int, int], Awaitable[int]]
 
 
 @dataclass
@@ -73,6 +84,8 @@ class StreamStats:
     alert_records: int = 0
     state_writes: int = 0
     late_dropped: int = 0
+    #: times records of a partition were found missing and read again
+    gaps: int = 0
     started: float = field(default_factory=time.time)
 
 
@@ -81,6 +94,8 @@ class _Outcome:
     kpis: list[KpiUpdate] = field(default_factory=list)
     alerts: list[AlertTransition] = field(default_factory=list)
     writes: dict[int, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
+    #: partition -> the first offset that never arrived (its later records were not applied)
+    gaps: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,7 @@ class StreamRuntime:
         alerts_topic: str,
         changelog_topic: str,
         restore: Restorer,
+        seek: Seeker | None = None,
         full_batch: int | None = None,
     ) -> None:
         self.engine_config = engine_config
@@ -107,6 +123,9 @@ class StreamRuntime:
         self.alerts_topic = alerts_topic
         self.changelog_topic = changelog_topic
         self._restore = restore
+        self._seek = seek
+        #: partition -> (offset, when): the last seek back (records after a gap wait for it)
+        self._sought: dict[int, tuple[int, float]] = {}
         #: a batch this large means more is waiting: with records older than ``behind_after_s``
         #: the worker is behind (a full batch of fresh records is just a busy live stream)
         self.full_batch = full_batch
@@ -164,6 +183,7 @@ class StreamRuntime:
         async with self._batch:
             for partition in partitions:
                 self.engines.pop(partition, None)
+                self._sought.pop(partition, None)
                 if self.assigned is not None:
                     self.assigned.discard(partition)
             await producer.flush()
@@ -236,6 +256,41 @@ class StreamRuntime:
         self.stats.kpi_records += len(outcome.kpis)
         self.stats.alert_records += len(outcome.alerts)
         self.stats.late_dropped = sum(engine.late_dropped for engine in list(self.engines.values()))
+        for partition, missing in outcome.gaps.items():
+            await self._read_again(partition, missing)
+
+    async def _read_again(self, partition: int, offset: int) -> None:
+        """Records from ``offset`` of ``partition`` never arrived: read them again.
+
+        faust drops records it fetches while a rebalance holds its flow (between
+        resuming the partitions and resuming the flow); a partition without a
+        committed offset is not sought back afterwards, so they never come. Records
+        after the gap that are still on their way are skipped too, until the
+        records from ``offset`` come again (asked for again after ``_SEEK_AGAIN_S``).
+        """
+        now = time.monotonic()
+        sought = self._sought.get(partition)
+        if sought is not None and sought[0] == offset and now - sought[1] < _SEEK_AGAIN_S:
+            return
+        self._sought[partition] = (offset, now)
+        self.stats.gaps += 1
+        log.warning(
+            "partition=%s records from offset=%s never arrived: reading them again",
+            partition,
+            offset,
+        )
+        if self._seek is None:
+            return
+        start = await self._seek(partition, offset)
+        if start > offset:
+            log.error(
+                "partition=%s records from offset=%s to %s were deleted (retention) before the "
+                "stream read them: their KPIs are missing; continuing",
+                partition,
+                offset,
+                start,
+            )
+            self.engines[partition].clock.next_offset = start
 
     def _compute(
         self,
@@ -246,10 +301,18 @@ class StreamRuntime:
     ) -> _Outcome:
         """The engine's part of a batch (runs on the engine thread)."""
         touched: dict[int, PartitionEngine] = {}
+        outcome = _Outcome()
         for partition, offset, value in batch:
             engine = engines.get(partition)
             if engine is None:
                 continue  # revoked: not ours any more
+            clock = engine.clock
+            if offset > clock.next_offset > 0:  # records in between never arrived
+                outcome.gaps.setdefault(partition, clock.next_offset)
+                continue
+            if offset >= clock.next_offset:
+                clock.next_offset = offset + 1
+                engine.mark_clock_dirty()
             touched[partition] = engine
             data = unpack(value)
             if "tick" in data:
@@ -262,7 +325,6 @@ class StreamRuntime:
                 engine.apply(int(data["src"]), events)
                 self.stats.envelopes += 1
                 self.stats.events += len(events)
-        outcome = _Outcome()
         for partition, engine in touched.items():
             kpis, alerts = engine.updates(now, behind=behind)
             outcome.kpis += kpis

@@ -161,7 +161,7 @@ class Clock:
     partition, which arrive in order; lateness and finality are judged per group.
     """
 
-    __slots__ = ("idle", "kind_finalized", "last_tick", "tick_offset", "watermarks")
+    __slots__ = ("idle", "kind_finalized", "last_tick", "next_offset", "tick_offset", "watermarks")
 
     def __init__(self) -> None:
         self.watermarks: dict[str, float] = {}  # "source/kind" -> max event time seen
@@ -172,6 +172,9 @@ class Clock:
         self.idle: dict[str, dict[str, float]] = {}
         #: packed offset of the last tick applied: a replayed tick is older and changes nothing
         self.tick_offset = -1
+        #: packed offset after the last record applied (0: none yet); records before it were
+        #: all applied, so a record after it means records in between never arrived
+        self.next_offset = 0
 
     def dump(self) -> bytes:
         return orjson.dumps(
@@ -181,6 +184,7 @@ class Clock:
                 "kf": self.kind_finalized,
                 "i": self.idle,
                 "to": self.tick_offset,
+                "n": self.next_offset,
             }
         )
 
@@ -193,4 +197,5 @@ class Clock:
         clock.kind_finalized = data["kf"]
         clock.idle = data.get("i", {})
         clock.tick_offset = data.get("to", -1)
+        clock.next_offset = data.get("n", 0)
         return clock

@@ -64,11 +64,18 @@ def _envelope(offset: int) -> bytes:
     return pack(0, [event])
 
 
-def _runtime(kafka: _Kafka, restored: list[tuple[int, int]]) -> StreamRuntime:
+def _runtime(
+    kafka: _Kafka, restored: list[tuple[int, int]], sought: list[tuple[int, int]] | None = None
+) -> StreamRuntime:
     async def restore(partition: int) -> Mapping[bytes, bytes]:
         entries = kafka.latest(partition)
         restored.append((partition, len(entries)))
         return entries
+
+    async def seek(partition: int, offset: int) -> int:
+        assert sought is not None
+        sought.append((partition, offset))
+        return offset
 
     return StreamRuntime(
         EngineConfig(ChannelCatalog(), WindowClock("UTC")),
@@ -76,6 +83,7 @@ def _runtime(kafka: _Kafka, restored: list[tuple[int, int]]) -> StreamRuntime:
         alerts_topic="alerts",
         changelog_topic="changelog",
         restore=restore,
+        seek=seek,
     )
 
 
@@ -131,6 +139,40 @@ def test_a_revocation_waits_for_the_batch_in_flight_to_write_all_its_state() -> 
         assert runtime.engines[6].applied_events == 0  # the replayed event was applied before
         await kafka.flush()
         assert kafka.latest(6) == whole
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        runtime.close()
+
+
+def test_records_that_never_arrived_are_read_again_before_anything_after_them() -> None:
+    """faust can drop records it fetched during a rebalance: the worker notices the gap."""
+    kafka = _Kafka()
+    restored: list[tuple[int, int]] = []
+    sought: list[tuple[int, int]] = []
+    runtime = _runtime(kafka, restored, sought)
+
+    def records(*offsets: int) -> list[tuple[int, int, bytes]]:
+        return [(6, offset, _envelope(offset)) for offset in offsets]
+
+    async def scenario() -> None:
+        runtime.assign({6})
+        await runtime.process(records(0, 1), kafka)
+        assert runtime.stats.events == 2
+        await runtime.process(records(4), kafka)  # 2 and 3 never came
+        assert runtime.stats.events == 2 and sought == [(6, 2)] and runtime.stats.gaps == 1
+        await runtime.process(records(5), kafka)  # on its way before the seek: skipped, no new seek
+        assert runtime.stats.events == 2 and sought == [(6, 2)]
+        await runtime.process(records(2, 3, 4, 5), kafka)  # read again, in order
+        assert runtime.stats.events == 6 and runtime.engines[6].applied_events == 6
+
+        await runtime.revoke({6}, kafka)  # the next packed offset is part of the state
+        runtime.assign({6})
+        await runtime.process(records(7), kafka)
+        assert restored[-1][1] > 0 and sought == [(6, 2), (6, 6)]
+        await runtime.process(records(6, 7), kafka)
+        assert runtime.stats.events == 8
 
     try:
         asyncio.run(scenario())
