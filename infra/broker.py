@@ -113,8 +113,6 @@ class EmbeddedBroker:
     process that started it dies, even by SIGKILL, so no broker is orphaned.
     Linux ties that signal to the *thread* that started it: call :meth:`start`
     from a thread that lives as long as the broker should (the main thread).
-    Linux ties that signal to the *thread* that started it: call :meth:`start`
-    from a thread that lives as long as the broker should (the main thread).
     """
 
     def __init__(
