@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 __all__ = [
     "CATALOG",
+    "EVERY",
     "KPIS",
     "Count",
     "Distinct",
@@ -31,6 +32,7 @@ __all__ = [
     "Sum",
     "Where",
     "evaluate",
+    "evaluate_distinct",
     "quantile_cont",
 ]
 
@@ -197,8 +199,20 @@ def evaluate(measure: Measure, rows: Sequence[Any]) -> Result:
             if measure.where(row) and (v := getattr(row, measure.column)) is not None
         ]
         return Result(quantile_cont(values, measure.q), None, float(len(values)))
-    distinct = len({getattr(row, measure.column) for row in rows if measure.where(row)})
-    return Result(float(distinct), float(distinct), None)
+    return evaluate_distinct(
+        measure, [[getattr(row, measure.column) for row in rows if measure.where(row)]]
+    )
+
+
+def evaluate_distinct(measure: Distinct, values: Iterable[Iterable[Any]]) -> Result:
+    """``measure`` over facts given only by their ``measure.column`` values, in groups.
+
+    The values are those of the facts that pass ``measure.where``. A stream
+    that keeps a set of actors per day can count the people of its trailing
+    days from those sets, without a fact per actor and day.
+    """
+    distinct = float(len(set().union(*values)))
+    return Result(distinct, distinct, None)
 
 
 def _sla(request_types: tuple[str, ...]) -> Ratio:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.catalog import Distinct, Kpi, Result, evaluate
+from metrics.catalog import EVERY, Distinct, Kpi, Result, evaluate, evaluate_distinct
 from metrics.facts import MeetingFact, MessageFact, RequestFact, SurveyFact
 from metrics.policy import ChannelPolicy, KpiRules
 from metrics.windows import Window
@@ -174,7 +174,6 @@ _TABLES = {
     "messages": "messages",
     "meetings": "meetings",
     "surveys": "surveys",
-    "activity": "actors",
 }
 
 
@@ -183,12 +182,20 @@ def _rows(facts: ChannelWindow | KindWindow, kpi: Kpi) -> Sequence[Any]:
         return _Counted(facts.table("events"))
     if kpi.facts == "requests":
         return facts.table("resolved_facts" if kpi.attributed_to == "resolved_at" else "opened")  # type: ignore[no-any-return]
-    if kpi.facts == "activity":
-        assert isinstance(kpi.measure, Distinct)
-        days = kpi.measure.trailing_days
-        actors: dict[int, set[str]] = facts.table("actors")
-        return [_Actor(a) for offset, people in actors.items() if offset < days for a in people]
     return facts.table(_TABLES[kpi.facts])  # type: ignore[no-any-return]
+
+
+def _active(facts: ChannelWindow | KindWindow, measure: Distinct) -> Result:
+    """A distinct count over the actors of the trailing days, from the days' sets of actors.
+
+    Without a filter that is the size of the sets' union; a fact per actor and
+    day is built only for a filter to look at.
+    """
+    actors: dict[int, set[str]] = facts.table("actors")
+    days = [people for offset, people in actors.items() if offset < measure.trailing_days]
+    if measure.where is EVERY and measure.column == "actor_id":
+        return evaluate_distinct(measure, days)
+    return evaluate(measure, [_Actor(actor) for people in days for actor in people])
 
 
 def evaluate_window(facts: ChannelWindow | KindWindow, kpis: Iterable[Kpi]) -> dict[str, Result]:
@@ -198,7 +205,11 @@ def evaluate_window(facts: ChannelWindow | KindWindow, kpis: Iterable[Kpi]) -> d
     for kpi in kpis:
         if granularity not in kpi.granularities:
             continue
-        result = evaluate(kpi.measure, _rows(facts, kpi))
+        if kpi.facts == "activity":
+            assert isinstance(kpi.measure, Distinct)
+            result = _active(facts, kpi.measure)
+        else:
+            result = evaluate(kpi.measure, _rows(facts, kpi))
         if result.value is not None and (result.value != 0 or kpi.facts != "activity"):
             results[kpi.name] = result
     return results
