@@ -12,12 +12,14 @@ can still add an event to it; the partition's clock remembers those markers.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
+from itertools import combinations, islice, pairwise
 from typing import TYPE_CHECKING, Final
 
-from metrics.catalog import CATALOG, Kpi, Result
+from metrics.catalog import CATALOG, Result
 from metrics.windows import Granularity, Window
-from streams.engine.evaluate import ChannelWindow, KindWindow, evaluate_window
+from streams.engine.evaluate import ChannelWindow, KindWindow, KpiPlan
 
 if TYPE_CHECKING:
     from streams.engine.partition import KpiUpdate, PartitionEngine
@@ -26,8 +28,14 @@ __all__ = ["collect_updates", "final_time"]
 
 _SETTLES: Final = ("none", "read_window", "response", "reopen_window")
 _SETTLE_OF: Final = {kpi.name: kpi.settle for kpi in CATALOG}
-_BY_SETTLE: Final[dict[str, tuple[Kpi, ...]]] = {
-    s: tuple(k for k in CATALOG if k.settle == s) for s in _SETTLES
+_BY_SETTLE: Final[dict[str, KpiPlan]] = {
+    s: KpiPlan(k for k in CATALOG if k.settle == s) for s in _SETTLES
+}
+#: the KPIs of each combination of settle classes (those not yet final in a window)
+_OF_SETTLES: Final[dict[tuple[str, ...], KpiPlan]] = {
+    settles: KpiPlan(k for k in CATALOG if k.settle in settles)
+    for n in range(len(_SETTLES) + 1)
+    for settles in combinations(_SETTLES, n)
 }
 _GRANULARITIES: Final[tuple[Granularity, ...]] = ("hour", "day")
 _NEVER: Final = float("-inf")
@@ -52,28 +60,52 @@ def final_time(engine: PartitionEngine, channel_id: str, window: Window, settle:
 
 
 class _Pass:
-    """One round of updates: channel windows' facts are built once and shared with their kind."""
+    """One round of updates: what it reads from the state is derived once and shared.
+
+    The state does not change during a round, so each channel's facts per
+    window (shared with its kind), and each channel's windows and hours with
+    events, are built at most once per round.
+    """
 
     def __init__(self, engine: PartitionEngine) -> None:
         self.engine = engine
         self._windows: dict[tuple[str, str, float], ChannelWindow] = {}
+        self._hours: dict[tuple[str, int], list[float]] = {}
+        self._timelines: dict[tuple[str, Granularity], _Timeline] = {}
+
+    def windows_of(
+        self, channel_id: str, granularity: Granularity, after: float
+    ) -> Iterator[tuple[Window, int]]:
+        """The channel's windows with any event, in time order, ending after ``after``.
+
+        An hour window counts as ending at its day's end if that came first.
+        """
+        key = (channel_id, granularity)
+        timeline = self._timelines.get(key)
+        if timeline is None:
+            timeline = self._timelines[key] = _Timeline(self, channel_id, granularity)
+        return timeline.after(after)
+
+    def hours(self, channel_id: str, day: int) -> list[float]:
+        """The starts of the hours with events of the channel's ``day``, in order."""
+        key = (channel_id, day)
+        hours = self._hours.get(key)
+        if hours is None:
+            bucket = self.engine.buckets.get(key)
+            hours = self._hours[key] = sorted(bucket.volume) if bucket is not None else []
+        return hours
+
+    def has_events(self, channel_id: str, window: Window, day: int) -> bool:
+        """Whether the channel has an event in ``window`` (of ``day``)."""
+        hours = self.hours(channel_id, day)
+        first = bisect_left(hours, window.start)
+        return first < len(hours) and hours[first] < window.end
 
     def channel(self, channel_id: str, window: Window, day: int) -> ChannelWindow:
         key = (channel_id, window.granularity, window.start)
         facts = self._windows.get(key)
         if facts is None:
-            engine = self.engine
-            meta = engine.metas[channel_id]
-            facts = self._windows[key] = ChannelWindow(
-                channel_id,
-                window,
-                day,
-                lambda d: engine.buckets.get((channel_id, d)),
-                lambda: engine.resolved_on(channel_id, day),
-                engine.policy(channel_id),
-                engine.config.rules,
-                engine.clock.watermarks.get(f"{meta.source}/{meta.kind}", window.end),
-            )
+            facts = self._windows[key] = ChannelWindow(self.engine, channel_id, window, day)
         return facts
 
     def kind(
@@ -84,14 +116,46 @@ class _Pass:
             inside
             if inside is not None
             else [
-                c
-                for c in self.engine.channels_of(kind, scope)
-                if _has_events(self.engine, c, window, day)
+                c for c in self.engine.channels_of(kind, scope) if self.has_events(c, window, day)
             ]
         )
         if not members:
             return None
         return KindWindow([self.channel(c, window, day) for c in members])
+
+
+class _Timeline:
+    """A channel's windows of one granularity with any event, in time order, with their ends.
+
+    Most of a channel's windows are final already, and each round asks for the
+    ones after the last final one: when the ends are in order (always, except
+    perhaps around a time-zone change), a binary search finds them.
+    """
+
+    def __init__(self, run: _Pass, channel_id: str, granularity: Granularity) -> None:
+        clock = run.engine.config.clock
+        #: (end, window, day); an hour's end is its day's end if that comes first
+        entries: list[tuple[float, Window, int]] = []
+        for day in sorted(run.engine.days_of(channel_id)):
+            hours = run.hours(channel_id, day)
+            if not hours:
+                continue
+            window = clock.day_window(day)
+            if granularity == "day":
+                entries.append((window.end, window, day))
+            else:
+                entries += [
+                    (min(window.end, hour + 3600), clock.hour_window(hour), day) for hour in hours
+                ]
+        self._ends = [end for end, _, _ in entries]
+        self._windows = [(window, day) for _, window, day in entries]
+        self._in_order = all(a <= b for a, b in pairwise(self._ends))
+
+    def after(self, after: float) -> Iterator[tuple[Window, int]]:
+        """The windows ending after ``after``, in time order."""
+        if self._in_order:
+            return islice(self._windows, bisect_right(self._ends, after), None)
+        return (entry for end, entry in zip(self._ends, self._windows) if end > after)
 
 
 def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiUpdate]:
@@ -110,12 +174,10 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
             for settle in _SETTLES:
                 key = f"{granularity}/{settle}"
                 through = meta.finalized.get(key, _NEVER)
-                for window, day in windows_of(engine, channel_id, granularity, through):
+                for window, day in run.windows_of(channel_id, granularity, through):
                     if final_time(engine, channel_id, window, settle) > mark:
                         break
-                    results = evaluate_window(
-                        run.channel(channel_id, window, day), _BY_SETTLE[settle]
-                    )
+                    results = _BY_SETTLE[settle].evaluate(run.channel(channel_id, window, day))
                     updates += _finals(
                         engine, channel_id, meta.kind, meta.scope, window, results, settle
                     )
@@ -138,10 +200,10 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
             for settle in _SETTLES:
                 key = f"{kind}/{scope}/{granularity}/{settle}"
                 through = engine.clock.kind_finalized.get(key, _NEVER)
-                for window, day in _kind_windows(engine, members, granularity, through):
+                for window, day in _kind_windows(run, members, granularity, through):
                     if window.end > closed_until:
                         break
-                    inside = [c for c in members if _has_events(engine, c, window, day)]
+                    inside = [c for c in members if run.has_events(c, window, day)]
                     marker = f"{granularity}/{settle}"
                     if any(
                         engine.metas[c].finalized.get(marker, _NEVER) < window.end for c in inside
@@ -149,7 +211,7 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
                         break
                     facts = run.kind(kind, scope, window, day, inside)
                     if facts is not None:
-                        results = evaluate_window(facts, _BY_SETTLE[settle])
+                        results = _BY_SETTLE[settle].evaluate(facts)
                         updates += _finals(engine, None, kind, scope, window, results, settle)
                     through = window.end
                 if through != engine.clock.kind_finalized.get(key, _NEVER):
@@ -167,7 +229,7 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
         open_kpis = _open_kpis(meta.finalized, f"{granularity}/", window)
         if not open_kpis:
             continue
-        results = evaluate_window(run.channel(channel_id, window, day), open_kpis)
+        results = open_kpis.evaluate(run.channel(channel_id, window, day))
         updates += _changed(engine, channel_id, meta.kind, meta.scope, window, results)
         dirty_kinds.add((meta.kind, meta.scope, granularity, start, day))
     for kind, scope, granularity, start, day in sorted(dirty_kinds):
@@ -177,48 +239,21 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
         )
         facts = run.kind(kind, scope, window, day)
         if open_kpis and facts is not None:
-            updates += _changed(
-                engine, None, kind, scope, window, evaluate_window(facts, open_kpis)
-            )
+            updates += _changed(engine, None, kind, scope, window, open_kpis.evaluate(facts))
     return updates
 
 
-def windows_of(
-    engine: PartitionEngine, channel_id: str, granularity: Granularity, after: float
-) -> Iterator[tuple[Window, int]]:
-    """The channel's windows with any event, in time order, ending after ``after``."""
-    clock = engine.config.clock
-    for day in sorted(engine.days_of(channel_id)):
-        window = clock.day_window(day)
-        if window.end <= after:
-            continue
-        bucket = engine.buckets[(channel_id, day)]
-        if not bucket.volume:
-            continue
-        if granularity == "day":
-            yield window, day
-        else:
-            for hour in sorted(bucket.volume):
-                if hour + 3600 > after:
-                    yield clock.hour_window(hour), day
-
-
-def _open_kpis(markers: Mapping[str, float], prefix: str, window: Window) -> tuple[Kpi, ...]:
+def _open_kpis(markers: Mapping[str, float], prefix: str, window: Window) -> KpiPlan:
     """The KPIs not yet final in ``window``, by the final markers ``prefix + settle class``."""
-    return tuple(kpi for kpi in CATALOG if markers.get(prefix + kpi.settle, _NEVER) < window.end)
-
-
-def _has_events(engine: PartitionEngine, channel_id: str, window: Window, day: int) -> bool:
-    bucket = engine.buckets.get((channel_id, day))
-    return bucket is not None and any(window.start <= hour < window.end for hour in bucket.volume)
+    return _OF_SETTLES[tuple(s for s in _SETTLES if markers.get(prefix + s, _NEVER) < window.end)]
 
 
 def _kind_windows(
-    engine: PartitionEngine, members: list[str], granularity: Granularity, after: float
+    run: _Pass, members: list[str], granularity: Granularity, after: float
 ) -> list[tuple[Window, int]]:
     seen: dict[float, tuple[Window, int]] = {}
     for channel_id in members:
-        for window, day in windows_of(engine, channel_id, granularity, after):
+        for window, day in run.windows_of(channel_id, granularity, after):
             seen.setdefault(window.start, (window, day))
     return [seen[start] for start in sorted(seen)]
 
