@@ -24,7 +24,7 @@ from streams.engine.evaluate import ChannelWindow, KindWindow, KpiPlan
 if TYPE_CHECKING:
     from streams.engine.partition import KpiUpdate, PartitionEngine
 
-__all__ = ["collect_updates", "final_time"]
+__all__ = ["Timeline", "collect_updates", "final_time"]
 
 _SETTLES: Final = ("none", "read_window", "response", "reopen_window")
 _SETTLE_OF: Final = {kpi.name: kpi.settle for kpi in CATALOG}
@@ -63,15 +63,14 @@ class _Pass:
     """One round of updates: what it reads from the state is derived once and shared.
 
     The state does not change during a round, so each channel's facts per
-    window (shared with its kind), and each channel's windows and hours with
-    events, are built at most once per round.
+    window (shared with its kind) and its hours with events are built at most
+    once per round.
     """
 
     def __init__(self, engine: PartitionEngine) -> None:
         self.engine = engine
         self._windows: dict[tuple[str, str, float], ChannelWindow] = {}
         self._hours: dict[tuple[str, int], list[float]] = {}
-        self._timelines: dict[tuple[str, Granularity], _Timeline] = {}
 
     def windows_of(
         self, channel_id: str, granularity: Granularity, after: float
@@ -81,9 +80,9 @@ class _Pass:
         An hour window counts as ending at its day's end if that came first.
         """
         key = (channel_id, granularity)
-        timeline = self._timelines.get(key)
+        timeline: Timeline | None = self.engine.windows.get(key)
         if timeline is None:
-            timeline = self._timelines[key] = _Timeline(self, channel_id, granularity)
+            timeline = self.engine.windows[key] = Timeline(self, channel_id, granularity)
         return timeline.after(after)
 
     def hours(self, channel_id: str, day: int) -> list[float]:
@@ -124,9 +123,10 @@ class _Pass:
         return KindWindow([self.channel(c, window, day) for c in members])
 
 
-class _Timeline:
+class Timeline:
     """A channel's windows of one granularity with any event, in time order, with their ends.
 
+    Kept by the engine until the channel's windows change (:meth:`PartitionEngine.forget_windows`).
     Most of a channel's windows are final already, and each round asks for the
     ones after the last final one: when the ends are in order (always, except
     perhaps around a time-zone change), a binary search finds them.
