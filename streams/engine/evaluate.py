@@ -142,12 +142,13 @@ class ChannelWindow:
             else []
         )
 
-    def _actors(self) -> dict[int, set[str]]:
-        return {
-            offset: bucket.actors
+    def _actors(self) -> list[tuple[int, set[str]]]:
+        """The actors of the window's day and the 27 before, as (days back, actors)."""
+        return [
+            (offset, bucket.actors)
             for offset in range(28)
             if (bucket := self._bucket(self.day - offset)) is not None and bucket.actors
-        }
+        ]
 
 
 #: how each table of :meth:`ChannelWindow.table` is built
@@ -176,12 +177,7 @@ class KindWindow:
             tables = [part.table(name) for part in self.parts]
             if name == "events":
                 cached = sum(tables)
-            elif name == "actors":
-                cached = {}
-                for table in tables:
-                    for offset, people in table.items():
-                        cached.setdefault(offset, set()).update(people)
-            else:
+            else:  # rows, or (days back, actors): the sets are united when counted
                 cached = [row for table in tables for row in table]
             self._cache[name] = cached
         return cached
@@ -255,13 +251,13 @@ def _empty(kpi: Kpi) -> Result | None:
     return result if _kept(kpi, result) else None
 
 
-def _active(actors: dict[int, set[str]], measure: Distinct) -> Result:
+def _active(actors: list[tuple[int, set[str]]], measure: Distinct) -> Result:
     """A distinct count over the actors of the trailing days, from the days' sets of actors.
 
     Without a filter that is the size of the sets' union; a fact per actor and
     day is built only for a filter to look at.
     """
-    days = [people for offset, people in actors.items() if offset < measure.trailing_days]
+    days = [people for offset, people in actors if offset < measure.trailing_days]
     if measure.where is EVERY and measure.column == "actor_id":
         return evaluate_distinct(measure, days)
     return evaluate(measure, [_Actor(actor) for people in days for actor in people])

@@ -12,8 +12,9 @@ can still add an event to it; the partition's clock remembers those markers.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from itertools import combinations, islice, pairwise
 from typing import TYPE_CHECKING, Final
 
@@ -71,6 +72,33 @@ class _Pass:
         self.engine = engine
         self._windows: dict[tuple[str, str, float], ChannelWindow] = {}
         self._hours: dict[tuple[str, int], list[float]] = {}
+        self._inside: dict[tuple[str, str, str, float, int], list[str]] = {}
+        self._final_times: dict[tuple[Hashable, ...], float] = {}
+        self._policy_keys: dict[str, tuple[Hashable, ...]] = {}
+
+    def final_time(self, channel_id: str, window: Window, settle: str) -> float:
+        """:func:`final_time`, worked out once per round for channels whose policies agree.
+
+        The response and reopen rules need business-time arithmetic on the
+        channel's calendar and targets, which most channels of a kind share.
+        """
+        if settle == "none" or settle == "read_window":
+            return final_time(self.engine, channel_id, window, settle)
+        policy = self._policy_keys.get(channel_id)
+        if policy is None:
+            found = self.engine.policy(channel_id)
+            # The calendar by identity (hashing one is slow; the catalog builds each calendar
+            # once, so channels on the same calendar share the object); targets are small values.
+            policy = self._policy_keys[channel_id] = (
+                id(found.calendar),
+                found.first_response,
+                *found.categories.values(),
+            )
+        key = (settle, window.end, *policy)
+        settled = self._final_times.get(key)
+        if settled is None:
+            settled = self._final_times[key] = final_time(self.engine, channel_id, window, settle)
+        return settled
 
     def windows_of(
         self, channel_id: str, granularity: Granularity, after: float
@@ -79,11 +107,14 @@ class _Pass:
 
         An hour window counts as ending at its day's end if that came first.
         """
+        return self.timeline(channel_id, granularity).after(after)
+
+    def timeline(self, channel_id: str, granularity: Granularity) -> Timeline:
         key = (channel_id, granularity)
         timeline: Timeline | None = self.engine.windows.get(key)
         if timeline is None:
             timeline = self.engine.windows[key] = Timeline(self, channel_id, granularity)
-        return timeline.after(after)
+        return timeline
 
     def hours(self, channel_id: str, day: int) -> list[float]:
         """The starts of the hours with events of the channel's ``day``, in order."""
@@ -107,17 +138,19 @@ class _Pass:
             facts = self._windows[key] = ChannelWindow(self.engine, channel_id, window, day)
         return facts
 
-    def kind(
-        self, kind: str, scope: str, window: Window, day: int, inside: list[str] | None = None
-    ) -> KindWindow | None:
-        """The kind's window over its channels with events in it (``inside``, if known)."""
-        members = (
-            inside
-            if inside is not None
-            else [
+    def inside(self, kind: str, scope: str, window: Window, day: int) -> list[str]:
+        """The kind's channels (in ``scope``) with events in ``window`` (of ``day``)."""
+        key = (kind, scope, window.granularity, window.start, day)
+        inside = self._inside.get(key)
+        if inside is None:
+            inside = self._inside[key] = [
                 c for c in self.engine.channels_of(kind, scope) if self.has_events(c, window, day)
             ]
-        )
+        return inside
+
+    def kind(self, kind: str, scope: str, window: Window, day: int) -> KindWindow | None:
+        """The kind's window over its channels with events in it."""
+        members = self.inside(kind, scope, window, day)
         if not members:
             return None
         return KindWindow([self.channel(c, window, day) for c in members])
@@ -150,6 +183,7 @@ class Timeline:
         self._ends = [end for end, _, _ in entries]
         self._windows = [(window, day) for _, window, day in entries]
         self._in_order = all(a <= b for a, b in pairwise(self._ends))
+        self.starts_in_order = all(a.start <= b.start for (a, _), (b, _) in pairwise(self._windows))
 
     def after(self, after: float) -> Iterator[tuple[Window, int]]:
         """The windows ending after ``after``, in time order."""
@@ -175,7 +209,7 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
                 key = f"{granularity}/{settle}"
                 through = meta.finalized.get(key, _NEVER)
                 for window, day in run.windows_of(channel_id, granularity, through):
-                    if final_time(engine, channel_id, window, settle) > mark:
+                    if run.final_time(channel_id, window, settle) > mark:
                         break
                     results = _BY_SETTLE[settle].evaluate(run.channel(channel_id, window, day))
                     updates += _finals(
@@ -203,13 +237,13 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
                 for window, day in _kind_windows(run, members, granularity, through):
                     if window.end > closed_until:
                         break
-                    inside = [c for c in members if run.has_events(c, window, day)]
+                    inside = run.inside(kind, scope, window, day)
                     marker = f"{granularity}/{settle}"
                     if any(
                         engine.metas[c].finalized.get(marker, _NEVER) < window.end for c in inside
                     ):
                         break
-                    facts = run.kind(kind, scope, window, day, inside)
+                    facts = run.kind(kind, scope, window, day)
                     if facts is not None:
                         results = _BY_SETTLE[settle].evaluate(facts)
                         updates += _finals(engine, None, kind, scope, window, results, settle)
@@ -250,7 +284,33 @@ def _open_kpis(markers: Mapping[str, float], prefix: str, window: Window) -> Kpi
 
 def _kind_windows(
     run: _Pass, members: list[str], granularity: Granularity, after: float
+) -> Iterator[tuple[Window, int]]:
+    """The members' windows ending after ``after`` by start, each as the first member has it.
+
+    Lazily, by merging the members' windows, since the caller mostly stops at
+    the first window that is not final yet.
+    """
+    timelines = [run.timeline(channel_id, granularity) for channel_id in members]
+    if not all(timeline.starts_in_order for timeline in timelines):
+        yield from _kind_windows_sorted(run, members, granularity, after)
+        return
+    # heapq.merge is stable: of equal starts, the first member's window comes first.
+    merged = heapq.merge(*(timeline.after(after) for timeline in timelines), key=_start)
+    last = None
+    for window, day in merged:
+        if window.start != last:
+            last = window.start
+            yield window, day
+
+
+def _start(entry: tuple[Window, int]) -> float:
+    return entry[0].start
+
+
+def _kind_windows_sorted(
+    run: _Pass, members: list[str], granularity: Granularity, after: float
 ) -> list[tuple[Window, int]]:
+    """:func:`_kind_windows` for members whose windows are not in order of their starts."""
     seen: dict[float, tuple[Window, int]] = {}
     for channel_id in members:
         for window, day in run.windows_of(channel_id, granularity, after):
@@ -274,8 +334,9 @@ def _changed(
     from streams.engine.partition import KpiUpdate
 
     out = []
+    subject = f"{kind}/{scope}"
     for name, result in results.items():
-        key = (channel_id, f"{kind}/{scope}", name, window.granularity, window.start)
+        key = (channel_id, subject, name, window.granularity, window.start)
         if engine.emitted.get(key) == result:
             continue
         engine.emitted[key] = result
@@ -295,10 +356,9 @@ def _finals(
     from streams.engine.partition import KpiUpdate
 
     out = []
+    subject = f"{kind}/{scope}"
     for name, result in results.items():
-        engine.emitted.pop(
-            (channel_id, f"{kind}/{scope}", name, window.granularity, window.start), None
-        )
+        assert _SETTLE_OF[name] == settle
+        engine.emitted.pop((channel_id, subject, name, window.granularity, window.start), None)
         out.append(KpiUpdate(channel_id, kind, scope, name, window, result, final=True))
-    assert all(_SETTLE_OF[update.kpi] == settle for update in out)
     return out

@@ -419,10 +419,9 @@ class PartitionEngine:
 
     def _dirty_time(self, channel_id: str, t: float) -> None:
         clock = self.config.clock
-        hour, day_window = clock.windows(t)
         day = clock.day(t)
-        self._dirty_windows.add((channel_id, "hour", hour.start, day))
-        self._dirty_windows.add((channel_id, "day", day_window.start, day))
+        self._dirty_windows.add((channel_id, "hour", clock.hour_window(t).start, day))
+        self._dirty_windows.add((channel_id, "day", clock.day_window(day).start, day))
 
     def _dirty_request(self, channel_id: str, state: RequestState) -> None:
         if state.opened_at is not None:
