@@ -21,7 +21,15 @@ __all__ = ["MessageState"]
 class MessageState:
     """What is known about one message; it is a message once :attr:`sent_at` is set."""
 
-    __slots__ = ("bounced_at", "misdelivered_at", "readers", "recipients", "sender", "sent_at")
+    __slots__ = (
+        "_fact",
+        "bounced_at",
+        "misdelivered_at",
+        "readers",
+        "recipients",
+        "sender",
+        "sent_at",
+    )
 
     def __init__(self) -> None:
         self.sent_at: float | None = None
@@ -30,11 +38,13 @@ class MessageState:
         self.readers: dict[str, float] = {}  # reader -> first read
         self.bounced_at: float | None = None
         self.misdelivered_at: float | None = None
+        self._fact: MessageFact | None = None  # the last fact computed, until the state changes
 
     def send(self, at: float, sender: str, recipients: int | None) -> bool:
         if self.sent_at is not None and self.sent_at <= at:
             return False
         self.sent_at, self.sender, self.recipients = at, sender, recipients
+        self._fact = None
         return True
 
     def read(self, at: float, reader: str) -> bool:
@@ -42,6 +52,7 @@ class MessageState:
         if first is not None and first <= at:
             return False
         self.readers[reader] = at
+        self._fact = None
         return True
 
     def flag(self, event_type: str, at: float) -> bool:
@@ -50,9 +61,17 @@ class MessageState:
         if current is not None and current <= at:
             return False
         setattr(self, name, at)
+        self._fact = None
         return True
 
     def fact(self, channel_id: str, message_id: str, rules: KpiRules) -> MessageFact:
+        """The message as a fact; cached until the state changes (windows ask for it often)."""
+        cached = self._fact
+        if cached is None or cached.channel_id != channel_id or cached.message_id != message_id:
+            cached = self._fact = self._compute(channel_id, message_id, rules)
+        return cached
+
+    def _compute(self, channel_id: str, message_id: str, rules: KpiRules) -> MessageFact:
         sent = self.sent_at
         assert sent is not None and self.sender is not None, "not sent"
         until = sent + rules.read_window.calendar_seconds

@@ -16,6 +16,7 @@ per key is the current value; ``final`` is true once the window cannot change.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 import orjson
@@ -28,7 +29,9 @@ __all__ = ["KpiRecord", "encode_update", "record_key"]
 VERSION = 1
 
 
+@lru_cache(maxsize=4096)
 def _iso(t: float) -> str:
+    # Cached: the records of a batch share their emission time and a few window bounds.
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -12,22 +12,31 @@ can still add an event to it; the partition's clock remembers those markers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import heapq
+from bisect import bisect_left, bisect_right
+from collections.abc import Hashable, Iterator, Mapping
+from itertools import combinations, islice, pairwise
 from typing import TYPE_CHECKING, Final
 
-from metrics.catalog import CATALOG, Kpi, Result
+from metrics.catalog import CATALOG, Result
 from metrics.windows import Granularity, Window
-from streams.engine.evaluate import ChannelWindow, KindWindow, evaluate_window
+from streams.engine.evaluate import ChannelWindow, KindWindow, KpiPlan
 
 if TYPE_CHECKING:
     from streams.engine.partition import KpiUpdate, PartitionEngine
 
-__all__ = ["collect_updates", "final_time"]
+__all__ = ["Timeline", "collect_updates", "final_time"]
 
 _SETTLES: Final = ("none", "read_window", "response", "reopen_window")
 _SETTLE_OF: Final = {kpi.name: kpi.settle for kpi in CATALOG}
-_BY_SETTLE: Final[dict[str, tuple[Kpi, ...]]] = {
-    s: tuple(k for k in CATALOG if k.settle == s) for s in _SETTLES
+_BY_SETTLE: Final[dict[str, KpiPlan]] = {
+    s: KpiPlan(k for k in CATALOG if k.settle == s) for s in _SETTLES
+}
+#: the KPIs of each combination of settle classes (those not yet final in a window)
+_OF_SETTLES: Final[dict[tuple[str, ...], KpiPlan]] = {
+    settles: KpiPlan(k for k in CATALOG if k.settle in settles)
+    for n in range(len(_SETTLES) + 1)
+    for settles in combinations(_SETTLES, n)
 }
 _GRANULARITIES: Final[tuple[Granularity, ...]] = ("hour", "day")
 _NEVER: Final = float("-inf")
@@ -52,46 +61,135 @@ def final_time(engine: PartitionEngine, channel_id: str, window: Window, settle:
 
 
 class _Pass:
-    """One round of updates: channel windows' facts are built once and shared with their kind."""
+    """One round of updates: what it reads from the state is derived once and shared.
+
+    The state does not change during a round, so each channel's facts per
+    window (shared with its kind) and its hours with events are built at most
+    once per round.
+    """
 
     def __init__(self, engine: PartitionEngine) -> None:
         self.engine = engine
         self._windows: dict[tuple[str, str, float], ChannelWindow] = {}
+        self._hours: dict[tuple[str, int], list[float]] = {}
+        self._inside: dict[tuple[str, str, str, float, int], list[str]] = {}
+        self._final_times: dict[tuple[Hashable, ...], float] = {}
+        self._policy_keys: dict[str, tuple[Hashable, ...]] = {}
+
+    def final_time(self, channel_id: str, window: Window, settle: str) -> float:
+        """:func:`final_time`, worked out once per round for channels whose policies agree.
+
+        The response and reopen rules need business-time arithmetic on the
+        channel's calendar and targets, which most channels of a kind share.
+        """
+        if settle == "none" or settle == "read_window":
+            return final_time(self.engine, channel_id, window, settle)
+        policy = self._policy_keys.get(channel_id)
+        if policy is None:
+            found = self.engine.policy(channel_id)
+            # The calendar by identity (hashing one is slow; the catalog builds each calendar
+            # once, so channels on the same calendar share the object); targets are small values.
+            policy = self._policy_keys[channel_id] = (
+                id(found.calendar),
+                found.first_response,
+                *found.categories.values(),
+            )
+        key = (settle, window.end, *policy)
+        settled = self._final_times.get(key)
+        if settled is None:
+            settled = self._final_times[key] = final_time(self.engine, channel_id, window, settle)
+        return settled
+
+    def windows_of(
+        self, channel_id: str, granularity: Granularity, after: float
+    ) -> Iterator[tuple[Window, int]]:
+        """The channel's windows with any event, in time order, ending after ``after``.
+
+        An hour window counts as ending at its day's end if that came first.
+        """
+        return self.timeline(channel_id, granularity).after(after)
+
+    def timeline(self, channel_id: str, granularity: Granularity) -> Timeline:
+        key = (channel_id, granularity)
+        timeline: Timeline | None = self.engine.windows.get(key)
+        if timeline is None:
+            timeline = self.engine.windows[key] = Timeline(self, channel_id, granularity)
+        return timeline
+
+    def hours(self, channel_id: str, day: int) -> list[float]:
+        """The starts of the hours with events of the channel's ``day``, in order."""
+        key = (channel_id, day)
+        hours = self._hours.get(key)
+        if hours is None:
+            bucket = self.engine.buckets.get(key)
+            hours = self._hours[key] = sorted(bucket.volume) if bucket is not None else []
+        return hours
+
+    def has_events(self, channel_id: str, window: Window, day: int) -> bool:
+        """Whether the channel has an event in ``window`` (of ``day``)."""
+        hours = self.hours(channel_id, day)
+        first = bisect_left(hours, window.start)
+        return first < len(hours) and hours[first] < window.end
 
     def channel(self, channel_id: str, window: Window, day: int) -> ChannelWindow:
         key = (channel_id, window.granularity, window.start)
         facts = self._windows.get(key)
         if facts is None:
-            engine = self.engine
-            meta = engine.metas[channel_id]
-            facts = self._windows[key] = ChannelWindow(
-                channel_id,
-                window,
-                day,
-                lambda d: engine.buckets.get((channel_id, d)),
-                lambda: engine.resolved_on(channel_id, day),
-                engine.policy(channel_id),
-                engine.config.rules,
-                engine.clock.watermarks.get(f"{meta.source}/{meta.kind}", window.end),
-            )
+            facts = self._windows[key] = ChannelWindow(self.engine, channel_id, window, day)
         return facts
 
-    def kind(
-        self, kind: str, scope: str, window: Window, day: int, inside: list[str] | None = None
-    ) -> KindWindow | None:
-        """The kind's window over its channels with events in it (``inside``, if known)."""
-        members = (
-            inside
-            if inside is not None
-            else [
-                c
-                for c in self.engine.channels_of(kind, scope)
-                if _has_events(self.engine, c, window, day)
+    def inside(self, kind: str, scope: str, window: Window, day: int) -> list[str]:
+        """The kind's channels (in ``scope``) with events in ``window`` (of ``day``)."""
+        key = (kind, scope, window.granularity, window.start, day)
+        inside = self._inside.get(key)
+        if inside is None:
+            inside = self._inside[key] = [
+                c for c in self.engine.channels_of(kind, scope) if self.has_events(c, window, day)
             ]
-        )
+        return inside
+
+    def kind(self, kind: str, scope: str, window: Window, day: int) -> KindWindow | None:
+        """The kind's window over its channels with events in it."""
+        members = self.inside(kind, scope, window, day)
         if not members:
             return None
         return KindWindow([self.channel(c, window, day) for c in members])
+
+
+class Timeline:
+    """A channel's windows of one granularity with any event, in time order, with their ends.
+
+    Kept by the engine until the channel's windows change (:meth:`PartitionEngine.forget_windows`).
+    Most of a channel's windows are final already, and each round asks for the
+    ones after the last final one: when the ends are in order (always, except
+    perhaps around a time-zone change), a binary search finds them.
+    """
+
+    def __init__(self, run: _Pass, channel_id: str, granularity: Granularity) -> None:
+        clock = run.engine.config.clock
+        #: (end, window, day); an hour's end is its day's end if that comes first
+        entries: list[tuple[float, Window, int]] = []
+        for day in sorted(run.engine.days_of(channel_id)):
+            hours = run.hours(channel_id, day)
+            if not hours:
+                continue
+            window = clock.day_window(day)
+            if granularity == "day":
+                entries.append((window.end, window, day))
+            else:
+                entries += [
+                    (min(window.end, hour + 3600), clock.hour_window(hour), day) for hour in hours
+                ]
+        self._ends = [end for end, _, _ in entries]
+        self._windows = [(window, day) for _, window, day in entries]
+        self._in_order = all(a <= b for a, b in pairwise(self._ends))
+        self.starts_in_order = all(a.start <= b.start for (a, _), (b, _) in pairwise(self._windows))
+
+    def after(self, after: float) -> Iterator[tuple[Window, int]]:
+        """The windows ending after ``after``, in time order."""
+        if self._in_order:
+            return islice(self._windows, bisect_right(self._ends, after), None)
+        return (entry for end, entry in zip(self._ends, self._windows) if end > after)
 
 
 def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiUpdate]:
@@ -110,12 +208,10 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
             for settle in _SETTLES:
                 key = f"{granularity}/{settle}"
                 through = meta.finalized.get(key, _NEVER)
-                for window, day in windows_of(engine, channel_id, granularity, through):
-                    if final_time(engine, channel_id, window, settle) > mark:
+                for window, day in run.windows_of(channel_id, granularity, through):
+                    if run.final_time(channel_id, window, settle) > mark:
                         break
-                    results = evaluate_window(
-                        run.channel(channel_id, window, day), _BY_SETTLE[settle]
-                    )
+                    results = _BY_SETTLE[settle].evaluate(run.channel(channel_id, window, day))
                     updates += _finals(
                         engine, channel_id, meta.kind, meta.scope, window, results, settle
                     )
@@ -138,18 +234,18 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
             for settle in _SETTLES:
                 key = f"{kind}/{scope}/{granularity}/{settle}"
                 through = engine.clock.kind_finalized.get(key, _NEVER)
-                for window, day in _kind_windows(engine, members, granularity, through):
+                for window, day in _kind_windows(run, members, granularity, through):
                     if window.end > closed_until:
                         break
-                    inside = [c for c in members if _has_events(engine, c, window, day)]
+                    inside = run.inside(kind, scope, window, day)
                     marker = f"{granularity}/{settle}"
                     if any(
                         engine.metas[c].finalized.get(marker, _NEVER) < window.end for c in inside
                     ):
                         break
-                    facts = run.kind(kind, scope, window, day, inside)
+                    facts = run.kind(kind, scope, window, day)
                     if facts is not None:
-                        results = evaluate_window(facts, _BY_SETTLE[settle])
+                        results = _BY_SETTLE[settle].evaluate(facts)
                         updates += _finals(engine, None, kind, scope, window, results, settle)
                     through = window.end
                 if through != engine.clock.kind_finalized.get(key, _NEVER):
@@ -167,7 +263,7 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
         open_kpis = _open_kpis(meta.finalized, f"{granularity}/", window)
         if not open_kpis:
             continue
-        results = evaluate_window(run.channel(channel_id, window, day), open_kpis)
+        results = open_kpis.evaluate(run.channel(channel_id, window, day))
         updates += _changed(engine, channel_id, meta.kind, meta.scope, window, results)
         dirty_kinds.add((meta.kind, meta.scope, granularity, start, day))
     for kind, scope, granularity, start, day in sorted(dirty_kinds):
@@ -177,48 +273,47 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
         )
         facts = run.kind(kind, scope, window, day)
         if open_kpis and facts is not None:
-            updates += _changed(
-                engine, None, kind, scope, window, evaluate_window(facts, open_kpis)
-            )
+            updates += _changed(engine, None, kind, scope, window, open_kpis.evaluate(facts))
     return updates
 
 
-def windows_of(
-    engine: PartitionEngine, channel_id: str, granularity: Granularity, after: float
-) -> Iterator[tuple[Window, int]]:
-    """The channel's windows with any event, in time order, ending after ``after``."""
-    clock = engine.config.clock
-    for day in sorted(engine.days_of(channel_id)):
-        window = clock.day_window(day)
-        if window.end <= after:
-            continue
-        bucket = engine.buckets[(channel_id, day)]
-        if not bucket.volume:
-            continue
-        if granularity == "day":
-            yield window, day
-        else:
-            for hour in sorted(bucket.volume):
-                if hour + 3600 > after:
-                    yield clock.hour_window(hour), day
-
-
-def _open_kpis(markers: Mapping[str, float], prefix: str, window: Window) -> tuple[Kpi, ...]:
+def _open_kpis(markers: Mapping[str, float], prefix: str, window: Window) -> KpiPlan:
     """The KPIs not yet final in ``window``, by the final markers ``prefix + settle class``."""
-    return tuple(kpi for kpi in CATALOG if markers.get(prefix + kpi.settle, _NEVER) < window.end)
-
-
-def _has_events(engine: PartitionEngine, channel_id: str, window: Window, day: int) -> bool:
-    bucket = engine.buckets.get((channel_id, day))
-    return bucket is not None and any(window.start <= hour < window.end for hour in bucket.volume)
+    return _OF_SETTLES[tuple(s for s in _SETTLES if markers.get(prefix + s, _NEVER) < window.end)]
 
 
 def _kind_windows(
-    engine: PartitionEngine, members: list[str], granularity: Granularity, after: float
+    run: _Pass, members: list[str], granularity: Granularity, after: float
+) -> Iterator[tuple[Window, int]]:
+    """The members' windows ending after ``after`` by start, each as the first member has it.
+
+    Lazily, by merging the members' windows, since the caller mostly stops at
+    the first window that is not final yet.
+    """
+    timelines = [run.timeline(channel_id, granularity) for channel_id in members]
+    if not all(timeline.starts_in_order for timeline in timelines):
+        yield from _kind_windows_sorted(run, members, granularity, after)
+        return
+    # heapq.merge is stable: of equal starts, the first member's window comes first.
+    merged = heapq.merge(*(timeline.after(after) for timeline in timelines), key=_start)
+    last = None
+    for window, day in merged:
+        if window.start != last:
+            last = window.start
+            yield window, day
+
+
+def _start(entry: tuple[Window, int]) -> float:
+    return entry[0].start
+
+
+def _kind_windows_sorted(
+    run: _Pass, members: list[str], granularity: Granularity, after: float
 ) -> list[tuple[Window, int]]:
+    """:func:`_kind_windows` for members whose windows are not in order of their starts."""
     seen: dict[float, tuple[Window, int]] = {}
     for channel_id in members:
-        for window, day in windows_of(engine, channel_id, granularity, after):
+        for window, day in run.windows_of(channel_id, granularity, after):
             seen.setdefault(window.start, (window, day))
     return [seen[start] for start in sorted(seen)]
 
@@ -239,8 +334,9 @@ def _changed(
     from streams.engine.partition import KpiUpdate
 
     out = []
+    subject = f"{kind}/{scope}"
     for name, result in results.items():
-        key = (channel_id, f"{kind}/{scope}", name, window.granularity, window.start)
+        key = (channel_id, subject, name, window.granularity, window.start)
         if engine.emitted.get(key) == result:
             continue
         engine.emitted[key] = result
@@ -260,10 +356,9 @@ def _finals(
     from streams.engine.partition import KpiUpdate
 
     out = []
+    subject = f"{kind}/{scope}"
     for name, result in results.items():
-        engine.emitted.pop(
-            (channel_id, f"{kind}/{scope}", name, window.granularity, window.start), None
-        )
+        assert _SETTLE_OF[name] == settle
+        engine.emitted.pop((channel_id, subject, name, window.granularity, window.start), None)
         out.append(KpiUpdate(channel_id, kind, scope, name, window, result, final=True))
-    assert all(_SETTLE_OF[update.kpi] == settle for update in out)
     return out

@@ -156,6 +156,9 @@ class PartitionEngine:
         #: (channel, day of first resolution) -> {conversation: day it opened}
         self._resolutions: dict[tuple[str, int], dict[str, int]] = {}
         self._last_emit = float("-inf")
+        #: per (channel, granularity), its windows with events as the outputs found them
+        #: (:class:`streams.engine.outputs.Timeline`); dropped when they change
+        self.windows: dict[tuple[str, Granularity], Any] = {}
 
     # -- restore -------------------------------------------------------------
 
@@ -228,7 +231,11 @@ class PartitionEngine:
 
         if current.is_fresh(own):
             hour = clock.hour_window(t).start
-            own.volume[hour] = own.volume.get(hour, 0) + 1
+            count = own.volume.get(hour)
+            if count is None:
+                count = 0
+                self.forget_windows(channel_id)
+            own.volume[hour] = count + 1
             role: str = e["actor_role"]
             if event_type in ACTIVITY_EVENTS and role in PEOPLE_ROLES:
                 if e["actor_id"] not in own.actors:
@@ -412,10 +419,9 @@ class PartitionEngine:
 
     def _dirty_time(self, channel_id: str, t: float) -> None:
         clock = self.config.clock
-        hour, day_window = clock.windows(t)
         day = clock.day(t)
-        self._dirty_windows.add((channel_id, "hour", hour.start, day))
-        self._dirty_windows.add((channel_id, "day", day_window.start, day))
+        self._dirty_windows.add((channel_id, "hour", clock.hour_window(t).start, day))
+        self._dirty_windows.add((channel_id, "day", clock.day_window(day).start, day))
 
     def _dirty_request(self, channel_id: str, state: RequestState) -> None:
         if state.opened_at is not None:
@@ -459,6 +465,11 @@ class PartitionEngine:
 
     def days_of(self, channel_id: str) -> set[int]:
         return self._days.get(channel_id, set())
+
+    def forget_windows(self, channel_id: str) -> None:
+        """The channel's windows with events change (an hour with its first event, a day gone)."""
+        for granularity in _GRANULARITIES:
+            self.windows.pop((channel_id, granularity), None)
 
     def channels_of(self, kind: str, scope: str) -> list[str]:
         return self._members.get((kind, scope), [])
@@ -633,6 +644,7 @@ class PartitionEngine:
             for day in expired:
                 days.discard(day)
                 del self.buckets[(channel_id, day)]
+                self.forget_windows(channel_id)
                 # Resolutions on that day belong to requests of that day or before: gone too.
                 self._resolutions.pop((channel_id, day), None)
                 self._dirty_buckets.discard((channel_id, day))

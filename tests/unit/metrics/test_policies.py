@@ -12,9 +12,21 @@ from hypothesis import strategies as st
 
 from ingest import ConfigurationError
 from metrics.calendar import BusinessCalendar
-from metrics.catalog import CATALOG, KPIS, Count, Quantile, Ratio, Where, evaluate, quantile_cont
+from metrics.catalog import (
+    CATALOG,
+    KPIS,
+    Count,
+    Distinct,
+    Quantile,
+    Ratio,
+    Where,
+    evaluate,
+    evaluate_distinct,
+    quantile_cont,
+)
 from metrics.channels import ChannelCatalog
 from metrics.durations import Duration, parse_duration
+from metrics.facts import ActivityFact
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -99,6 +111,15 @@ def test_measures_report_value_numerator_and_denominator() -> None:
     assert evaluate(decided, rows) == (2 / 3, 2.0, 3.0)
     assert evaluate(Quantile("first_response_s", 0.5), rows) == (30.0, None, 3.0)
     assert evaluate(Ratio(Count(), Count(Where(equals={"sla_status": "nope"}))), rows).value is None
+
+
+@given(st.lists(st.sets(st.sampled_from("abcdefgh")), max_size=5))
+def test_a_distinct_count_from_sets_of_values_equals_the_count_over_the_facts(
+    days: list[set[str]],
+) -> None:
+    rows = [ActivityFact("c", day, actor) for day, people in enumerate(days) for actor in people]
+    measure = Distinct("actor_id", trailing_days=7)
+    assert evaluate_distinct(measure, days) == evaluate(measure, rows)
 
 
 def test_the_catalog_names_the_kpis_of_the_issue() -> None:
