@@ -244,10 +244,7 @@ class KpiPlan:
 
 def _empty(kpi: Kpi) -> Result | None:
     """``kpi``'s result over no facts, if it is sent."""
-    if isinstance(kpi.measure, Distinct):
-        result = evaluate_distinct(kpi.measure, [])
-    else:
-        result = evaluate(kpi.measure, [])
+    result = evaluate(kpi.measure, [])
     return result if _kept(kpi, result) else None
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from metrics.catalog import CATALOG, Result
 from metrics.channels import ChannelCatalog
@@ -42,6 +42,9 @@ from streams.engine.state import (
     meta_key,
     parse_key,
 )
+
+if TYPE_CHECKING:
+    from streams.engine.outputs import Timeline
 
 __all__ = ["AlertTransition", "EngineConfig", "KpiUpdate", "PartitionEngine"]
 
@@ -158,7 +161,7 @@ class PartitionEngine:
         self._last_emit = float("-inf")
         #: per (channel, granularity), its windows with events as the outputs found them
         #: (:class:`streams.engine.outputs.Timeline`); dropped when they change
-        self.windows: dict[tuple[str, Granularity], Any] = {}
+        self.windows: dict[tuple[str, Granularity], Timeline] = {}
 
     # -- restore -------------------------------------------------------------
 
