@@ -20,6 +20,7 @@ from commpulse.kafka import KafkaTarget, connect
 from commpulse.settings import KafkaSettings, Settings
 from infra import TopicSpec, ensure_topics
 from infra.processes import pid_alive
+from ingest.errors import CommpulseError
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.changelog import changelog_topic
@@ -217,7 +218,10 @@ def run_worker(
             worker.execute_from_commandline()
         except SystemExit as exc:
             if exc.code not in (0, None):
-                raise
+                raise CommpulseError(
+                    f"the stream worker stopped after an error (exit code {exc.code}); "
+                    "its log above says which"
+                ) from None
         finally:
             runtime.close()
 

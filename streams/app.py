@@ -133,6 +133,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         restore=restore,
         seek=seek,
         full_batch=config.batch_envelopes,
+        dlq_topic=config.dlq_topic,
     )
 
     @app.agent(packed, name="kpis")
@@ -144,7 +145,15 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         async for events in batches:
             batch = [(e.message.partition, e.message.offset, e.value) for e in events]
             newest = max(e.message.timestamp for e in events)
-            await runtime.process(batch, app.producer, newest=newest)
+            try:
+                await runtime.process(batch, app.producer, newest=newest)
+            except Exception as exc:
+                # faust would restart the agent and carry on past this batch, with the
+                # engines holding part of it; stop instead (the state in Kafka is whole, and
+                # a restarted worker goes on from it).
+                log.critical("the stream worker stops: a batch failed: %r", exc, exc_info=True)
+                await app.crash(exc)
+                return
 
     packer = Packer(
         bootstrap_servers=config.bootstrap_servers,
@@ -268,6 +277,7 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
                 "events": stats.events,
                 "late_dropped": stats.late_dropped,
                 "gaps": stats.gaps,
+                "dead_lettered": stats.dead_lettered,
                 "packer_lag": packer.stats.lag,
             }
         )

@@ -57,8 +57,12 @@ _REQUIRED: Final = (
 )
 
 
+#: what every packed event has (see :func:`slim_event`)
+_EVENT_KEYS: Final = frozenset(("_o", "_t", *_REQUIRED)) - {"occurred_at"}
+
+
 class DecodeProblem(ValueError):
-    """A record on the events topic that the stream cannot use."""
+    """A record on the events or the packed topic that the stream cannot use."""
 
 
 def packed_partition(kind: str, partitions: int) -> int:
@@ -102,7 +106,29 @@ def tick(now: float, sources: Sequence[int], assigned: Sequence[int]) -> bytes:
 
 
 def unpack(value: bytes) -> dict[str, Any]:
-    data = orjson.loads(value)
+    """A packed record's envelope or tick; :class:`DecodeProblem` if it is neither.
+
+    Only the packer writes the packed topic, so this checks the shape, not every event.
+    """
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeProblem(f"not JSON: {exc}") from exc
     if not isinstance(data, dict) or data.get("v") != VERSION:
         raise DecodeProblem(f"not a version-{VERSION} packed record")
+    if "tick" in data:
+        if not isinstance(data["tick"], int | float) or not _ints(data.get("sources")):
+            raise DecodeProblem("a tick needs a number 'tick' and a list of 'sources'")
+        if "assigned" in data and not _ints(data["assigned"]):
+            raise DecodeProblem("a tick's 'assigned' is not a list of partitions")
+    elif not isinstance(data.get("src"), int) or not isinstance(data.get("events"), list):
+        raise DecodeProblem("an envelope needs an int 'src' and a list of 'events'")
+    elif not all(
+        isinstance(event, dict) and _EVENT_KEYS <= event.keys() for event in data["events"]
+    ):
+        raise DecodeProblem(f"an envelope's events each need {', '.join(sorted(_EVENT_KEYS))}")
     return data
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, int) for item in value)

@@ -64,6 +64,11 @@ class _Collector(Collector):
                 "Times records of a partition never arrived and were read again",
                 stats.gaps,
             ),
+            (
+                "commpulse_stream_dead_lettered",
+                "Unusable packed records sent to the dead-letter topic",
+                stats.dead_lettered,
+            ),
             ("commpulse_stream_kpi_records", "KPI records sent", stats.kpi_records),
             ("commpulse_stream_alert_records", "Alert records sent", stats.alert_records),
             ("commpulse_packer_events", "Events packed", self.packer.events),

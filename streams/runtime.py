@@ -37,12 +37,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ingest.deadletter import DeadLetter
+from ingest.validation import RejectCode, Rejection
 from metrics.channels import ChannelCatalog
 from streams.alerting import IdleAlert
 from streams.engine import AlertTransition, EngineConfig, KpiUpdate, PartitionEngine
-from streams.envelopes import unpack
+from streams.envelopes import DecodeProblem, unpack
 from streams.records import encode_update
 
 __all__ = ["ProducerLike", "Restorer", "StreamRuntime", "StreamStats"]
@@ -86,6 +89,8 @@ class StreamStats:
     late_dropped: int = 0
     #: times records of a partition were found missing and read again
     gaps: int = 0
+    #: packed records that are neither an envelope nor a tick, sent to the dead-letter topic
+    dead_lettered: int = 0
     started: float = field(default_factory=time.time)
 
 
@@ -96,6 +101,8 @@ class _Outcome:
     writes: dict[int, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
     #: partition -> the first offset that never arrived (its later records were not applied)
     gaps: dict[int, int] = field(default_factory=dict)
+    #: (partition, offset, value, reason): packed records that are neither envelope nor tick
+    unusable: list[tuple[int, int, bytes, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +124,14 @@ class StreamRuntime:
         restore: Restorer,
         seek: Seeker | None = None,
         full_batch: int | None = None,
+        dlq_topic: str | None = None,
     ) -> None:
         self.engine_config = engine_config
         self.kpis_topic = kpis_topic
         self.alerts_topic = alerts_topic
         self.changelog_topic = changelog_topic
+        #: where unusable packed records go (None: they are only logged)
+        self.dlq_topic = dlq_topic
         self._restore = restore
         self._seek = seek
         #: partition -> (offset, when): the last seek back (records after a gap wait for it)
@@ -245,6 +255,9 @@ class StreamRuntime:
                 alert.channel_id,
                 alert.idle_business_s,
             )
+        for unusable in outcome.unusable:
+            if (sent := await self._dead_letter(producer, *unusable)) is not None:
+                sends.append(sent)
         await asyncio.gather(*sends)  # the records are in Kafka before the state that produced them
 
         for partition, writes in outcome.writes.items():
@@ -258,6 +271,24 @@ class StreamRuntime:
         self.stats.late_dropped = sum(engine.late_dropped for engine in list(self.engines.values()))
         for partition, missing in outcome.gaps.items():
             await self._read_again(partition, missing)
+
+    async def _dead_letter(
+        self, producer: ProducerLike, partition: int, offset: int, value: bytes, reason: str
+    ) -> Any:
+        """A packed record that is neither an envelope nor a tick (only the packer should write
+        there): skipped, logged, and kept in the dead-letter topic with the reason."""
+        self.stats.dead_lettered += 1
+        where = f"packed[{partition}]@{offset}"
+        log.error("unusable record on the packed topic at=%s reason=%s: skipped", where, reason)
+        if self.dlq_topic is None:
+            return None
+        letter = DeadLetter.of(
+            value,
+            Rejection(RejectCode.MALFORMED_JSON, f"unusable record on {where}: {reason}"),
+            source=f"stream:{where}",
+            received_at=datetime.now(UTC),
+        )
+        return await producer.send(self.dlq_topic, None, letter.raw, None, None, letter.headers())
 
     async def _read_again(self, partition: int, offset: int) -> None:
         """Records from ``offset`` of ``partition`` never arrived: read them again.
@@ -314,7 +345,11 @@ class StreamRuntime:
                 clock.next_offset = offset + 1
                 engine.mark_clock_dirty()
             touched[partition] = engine
-            data = unpack(value)
+            try:
+                data = unpack(value)
+            except DecodeProblem as exc:
+                outcome.unusable.append((partition, offset, value, str(exc)))
+                continue
             if "tick" in data:
                 engine.tick(
                     float(data["tick"]), data["sources"], data.get("assigned"), offset=offset

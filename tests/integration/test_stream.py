@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from kafka import KafkaProducer
 
 from commpulse.settings import Settings
 from streams.envelopes import KINDS
@@ -21,7 +23,7 @@ from tests.integration.stream_support import (
     wait_finals,
     worker,
 )
-from tests.integration.support import run_cli, wait_for
+from tests.integration.support import consume_all, run_cli, wait_for
 from tests.scenarios import CALENDAR, MONDAY, calendar_scenario, canonical, ticket_scenario
 
 
@@ -190,3 +192,49 @@ def test_two_workers_give_the_same_final_kpis_as_one(
     assert sorted(shares[0] + shares[1]) == list(range(12))
     assert all(worked), f"both workers applied events: {worked}"
     assert health[0]["late_dropped"] == health[1]["late_dropped"] == 0
+
+
+def test_unusable_records_are_dead_lettered_and_a_failing_batch_stops_the_worker(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    """A record the packer cannot decode, and one on the packed topic that is neither an
+    envelope nor a tick, go to the dead-letter topic with the reason, and the worker goes on.
+    A batch that fails anyway stops the worker with an error: faust would restart the agent
+    after the batch, and the worker would go on, silently, with part of it applied."""
+    events = ticket_scenario()
+    send(settings, events)
+    bootstrap = settings.kafka.bootstrap_servers
+    raw = KafkaProducer(bootstrap_servers=bootstrap)
+    bad_event = raw.send(settings.topics.events, b"{not json", key=b"tk").get(timeout=10)
+    env, app_id = stack(cli_env)
+    with worker(env, app_id=app_id) as running:
+        caught_up(running, settings, app_id, len(events))
+        bad_packed = raw.send(f"{app_id}.packed", b'{"v": 1, "src": 0}', partition=3).get(10)
+        assert wait_for(lambda: len(consume_all(bootstrap, settings.topics.dlq)) >= 2, 30)
+        health = running.health()
+        # An envelope of the right shape whose event breaks the engine (a list as channel id).
+        poison = {"_o": 0, "_t": 0.0, "event_type": "message_sent", "channel_id": ["x"],
+                  "channel_kind": "ticket", "scope": "external", "actor_id": "a", "actor_role": "agent"}  # fmt: skip
+        raw.send(
+            f"{app_id}.packed", orjson.dumps({"v": 1, "src": 0, "events": [poison]}), partition=3
+        )
+        raw.flush()
+        assert wait_for(lambda: running.process.poll() is not None, timeout=60), running.tail()
+    raw.close()
+    assert health["events"] == len(events) and health["dead_lettered"] == 1
+    letters = {
+        dict(r.headers)["commpulse.source"].decode(): dict(r.headers)["commpulse.reason"].decode()
+        for r in consume_all(bootstrap, settings.topics.dlq)
+    }
+    where = f"{settings.topics.events}[{bad_event.partition}]@{bad_event.offset}"
+    assert letters[f"packer:{where}"].startswith(f"unusable record on {where}: not JSON")
+    assert letters[f"stream:packed[3]@{bad_packed.offset}"] == (
+        f"unusable record on packed[3]@{bad_packed.offset}: "
+        "an envelope needs an int 'src' and a list of 'events'"
+    )
+    assert running.process.returncode != 0
+    log = running.tail(400)
+    assert "the stream worker stops: a batch failed: TypeError" in log
+    assert log.rstrip().endswith(
+        "error: the stream worker stopped after an error (exit code 1); its log above says which"
+    ), log[-500:]
