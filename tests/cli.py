@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from commpulse.cli import main
+from commpulse.cli.console import err, out
 
 
 def run_main(
@@ -15,6 +16,10 @@ def run_main(
 ) -> tuple[int, str, str]:
     """``commpulse *args`` at a terminal ``columns`` wide: (exit code, stdout, stderr)."""
     monkeypatch.setenv("COLUMNS", str(columns))
+    # rich reads COLUMNS when a console is made; ours are made at import, in whichever
+    # test imports them first (with pytest-xdist, in no set order)
+    for console in (out, err):
+        monkeypatch.setattr(console, "_width", columns)
     with pytest.raises(SystemExit) as exited:
         main(list(args))
     captured = capsys.readouterr()

@@ -635,7 +635,11 @@ class PartitionEngine:
         retention = self.config.retention_s
         clock = self.config.clock
         for channel_id, days in self._days.items():
-            meta = self.metas[channel_id]
+            meta = self.metas.get(channel_id)
+            if meta is None:
+                # Restored from a checkpoint that a kill cut short: its days were written,
+                # not the channel. The replay of that batch brings the channel back.
+                continue
             mark = self.clock.watermarks.get(f"{meta.source}/{meta.kind}")
             if mark is None:
                 continue

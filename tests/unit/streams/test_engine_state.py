@@ -8,6 +8,7 @@ from typing import Any
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.engine import EngineConfig, PartitionEngine
+from streams.engine.state import parse_key
 from tests.unit.streams.harness import Run, ts
 
 
@@ -150,6 +151,29 @@ def test_restart_from_the_checkpoint_gives_the_same_final_kpis() -> None:
     after = _finals(restarted, [events[2:]])
     assert before | after == uninterrupted
     assert len(uninterrupted) > 20
+
+
+def test_a_checkpoint_cut_short_by_a_kill_restores_and_replays_to_the_same_final_kpis() -> None:
+    """kill -9 after a batch's day pieces reached the changelog, before its channel pieces
+    and clock: a channel new in that batch comes back with its days and no channel piece.
+    It must wait for the replay (which gives it one) and not break the batch before that."""
+    config = EngineConfig(Run().catalog, WindowClock("UTC"), emit_interval_s=0.0)
+    events = _events()
+    uninterrupted = _finals(PartitionEngine(0, config), [events])
+
+    first = PartitionEngine(0, config)
+    before = _finals(first, [events[:4]])
+    table = dict(first.checkpoint())
+    _finals(first, [events[4:7]])  # event 6 is the first of channel "mail"
+    cut_short = [(k, v) for k, v in first.checkpoint() if parse_key(k)[1] == "b"]
+    assert ("mail" in {parse_key(k)[3] for k, _ in cut_short}) and "mail" not in {
+        parse_key(k)[3] for k in table
+    }
+    table |= dict(cut_short)
+    restarted = PartitionEngine.restore(0, config, [(k, v) for k, v in table.items() if v])
+    # The first batch after the restart replays only part of what the kill cut short.
+    after = _finals(restarted, [events[4:5], events[4:]])
+    assert before | after == uninterrupted
 
 
 def test_a_replayed_batch_changes_nothing() -> None:
