@@ -220,7 +220,7 @@ def run_worker(
             if exc.code not in (0, None):
                 raise CommpulseError(
                     f"the stream worker stopped after an error (exit code {exc.code}); "
-                    "its log above says which"
+                    "the log above says which"
                 ) from None
         finally:
             runtime.close()

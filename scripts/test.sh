@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 # Debian packages the integration tests start (Alertmanager); required in CI.
 scripts/system-packages.sh || [ "${CI:-}" != true ]
 scripts/setup.sh test
-exec .venv/bin/python -m pytest "$@"
+# Two workers, whole files each (a module's broker and fixtures stay in one process); the
+# longest modules start first (tests/integration/conftest.py). `-n 0` runs in one process.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -17,12 +17,14 @@ Several workers with the same app id share the partitions.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import faust
 from faust.types import TP
@@ -147,13 +149,8 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
             newest = max(e.message.timestamp for e in events)
             try:
                 await runtime.process(batch, app.producer, newest=newest)
-            except Exception as exc:
-                # faust would restart the agent and carry on past this batch, with the
-                # engines holding part of it; stop instead (the state in Kafka is whole, and
-                # a restarted worker goes on from it).
-                log.critical("the stream worker stops: a batch failed: %r", exc, exc_info=True)
-                await app.crash(exc)
-                return
+            except Exception as exc:  # noqa: BLE001 - any failure: stop, do not skip the batch
+                _stop_after_failed_batch(exc)
 
     packer = Packer(
         bootstrap_servers=config.bootstrap_servers,
@@ -193,6 +190,26 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
     _alert_delivery(app, config)
     _web(app, runtime, packer, config.packed_topic)
     return app, runtime
+
+
+def _stop_after_failed_batch(exc: Exception) -> NoReturn:
+    """Exit at once, as a kill -9 would, with the error in the log and on stderr.
+
+    faust would restart the agent and carry on after the batch, with the engines
+    holding part of it; its own shutdown after ``app.crash`` sometimes hangs in the
+    consumer's stop. The state in Kafka holds no part of the failed batch that the
+    replay cannot handle (as after a kill -9), so a restarted worker goes on from it.
+    """
+    log.critical("the stream worker stops: a batch failed: %r", exc, exc_info=exc)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.write(
+        f"error: the stream worker stopped: a batch failed: {exc!r} (the log above has the "
+        "traceback); start it again to go on from its state in Kafka\n"
+    )
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _alert_delivery(app: faust.App, config: StreamConfig) -> None:
