@@ -16,7 +16,8 @@ def test_a_quick_bench_writes_complete_json(
     out = tmp_path / "bench.json"
     result = run_cli(
         "bench", "--events", "5000", "--quarterly", "20000", "--soak", "0.2", "--json", str(out),
-        env=cli_env, timeout=600,
+        env=cli_env | {"COMMPULSE_STREAM__TICK_INTERVAL_S": "1"},  # latency waits a tick + 2 s
+        timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
