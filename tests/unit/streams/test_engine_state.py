@@ -136,14 +136,21 @@ def _finals(engine: PartitionEngine, batches: list[list[dict[str, Any]]]) -> set
     return finals
 
 
+def _four_then_checkpoint(
+    config: EngineConfig, events: list[dict[str, Any]]
+) -> tuple[set[Any], PartitionEngine, set[Any], dict[bytes, bytes | None]]:
+    """The finals of all ``events`` uninterrupted; an engine given the first four, its finals
+    and its checkpoint."""
+    uninterrupted = _finals(PartitionEngine(0, config), [events])
+    first = PartitionEngine(0, config)
+    before = _finals(first, [events[:4]])
+    return uninterrupted, first, before, dict(first.checkpoint())
+
+
 def test_restart_from_the_checkpoint_gives_the_same_final_kpis() -> None:
     config = EngineConfig(Run().catalog, WindowClock("UTC"), emit_interval_s=0.0)
     events = _events()
-    uninterrupted = _finals(PartitionEngine(0, config), [events])
-
-    first = PartitionEngine(0, config)
-    before = _finals(first, [events[:4]])
-    table = dict(first.checkpoint())
+    uninterrupted, _, before, table = _four_then_checkpoint(config, events)
     restarted = PartitionEngine.restore(
         0, config, [(k, v) for k, v in table.items() if v is not None]
     )
@@ -159,11 +166,7 @@ def test_a_checkpoint_cut_short_by_a_kill_restores_and_replays_to_the_same_final
     It must wait for the replay (which gives it one) and not break the batch before that."""
     config = EngineConfig(Run().catalog, WindowClock("UTC"), emit_interval_s=0.0)
     events = _events()
-    uninterrupted = _finals(PartitionEngine(0, config), [events])
-
-    first = PartitionEngine(0, config)
-    before = _finals(first, [events[:4]])
-    table = dict(first.checkpoint())
+    uninterrupted, first, before, table = _four_then_checkpoint(config, events)
     _finals(first, [events[4:7]])  # event 6 is the first of channel "mail"
     cut_short = [(k, v) for k, v in first.checkpoint() if parse_key(k)[1] == "b"]
     assert ("mail" in {parse_key(k)[3] for k, _ in cut_short}) and "mail" not in {
