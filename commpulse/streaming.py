@@ -214,6 +214,10 @@ def run_worker(
             quiet=True,
             redirect_stdouts=False,
         )
+        # faust's terminal spinner would set the root logger to DEBUG (to spin on every
+        # record): every library's debug call, aiokafka's one per record sent among them,
+        # then builds a record that the handler drops (a tenth of the event loop's time).
+        worker.spinner = None
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
