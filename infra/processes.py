@@ -61,6 +61,12 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time ``pid`` has used so far, user and system, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def try_lock(handle: IO[Any], mode: int) -> bool:
     """Non-blocking flock; True if taken."""
     try:

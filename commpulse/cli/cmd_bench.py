@@ -83,6 +83,11 @@ def _show(result: dict[str, Any]) -> None:
         f"p99 {_s(latency['p99'])} ({latency['seen']} of {latency['probes']} probes seen)",
         markup=False,
     )
+    out.print(
+        f"stream worker: {number(result['stream_events_per_cpu_s'])} events per CPU second "
+        "(steadier than events/s on a shared machine)",
+        markup=False,
+    )
     for key, value in sorted(result["seconds"].items()):
         out.print(f"{key}: {value} s", markup=False)
     for key, value in result["rss_peak_mib"].items():

@@ -27,6 +27,8 @@ def test_a_quick_bench_writes_complete_json(
         "sink", "stream",
     }  # fmt: skip
     assert all(rate > 0 for rate in figures["rates"].values())
+    cpu = figures["seconds"]["stream_catch_up_cpu"]
+    assert 0 < cpu and figures["stream_events_per_cpu_s"] == round(5000 / cpu)
     ratios = figures["ratios"]
     assert set(ratios) == {"stream_vs_consume", "sink_vs_consume", "ingest_vs_produce"}
     assert (
