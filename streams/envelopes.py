@@ -21,12 +21,14 @@ after a packer restart harmless: the stream applies each event at most once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
+from ingest.deadletter import DeadLetter
 from ingest.events import ChannelKind
+from ingest.validation import RejectCode, Rejection
 
 __all__ = [
     "KINDS",
@@ -36,6 +38,7 @@ __all__ = [
     "slim_event",
     "tick",
     "unpack",
+    "unusable_letter",
 ]
 
 VERSION: Final = 1
@@ -63,6 +66,17 @@ _EVENT_KEYS: Final = frozenset(("_o", "_t", *_REQUIRED)) - {"occurred_at"}
 
 class DecodeProblem(ValueError):
     """A record on the events or the packed topic that the stream cannot use."""
+
+
+def unusable_letter(raw: bytes, where: str, reason: str, *, by: str) -> DeadLetter:
+    """The dead letter for a record the stream cannot use (the packer's on the events topic,
+    the worker's on the packed topic): its bytes, the reason, and where it was."""
+    return DeadLetter.of(
+        raw,
+        Rejection(RejectCode.MALFORMED_JSON, f"unusable record on {where}: {reason}"),
+        source=f"{by}:{where}",
+        received_at=datetime.now(UTC),
+    )
 
 
 def packed_partition(kind: str, partitions: int) -> int:

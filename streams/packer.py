@@ -23,15 +23,19 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from ingest.deadletter import DeadLetter
-from ingest.validation import RejectCode, Rejection
-from streams.envelopes import DecodeProblem, pack, packed_partition, slim_event, tick
+from streams.envelopes import (
+    DecodeProblem,
+    pack,
+    packed_partition,
+    slim_event,
+    tick,
+    unusable_letter,
+)
 
 __all__ = ["Packer", "PackerStats"]
 
@@ -210,12 +214,7 @@ class Packer:
         self.stats.dead_lettered += 1
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         log.warning("undecodable record on the events topic at=%s reason=%s", where, reason)
-        letter = DeadLetter.of(
-            record.value or b"",
-            Rejection(RejectCode.MALFORMED_JSON, f"unusable record on {where}: {reason}"),
-            source=f"packer:{where}",
-            received_at=datetime.now(UTC),
-        )
+        letter = unusable_letter(record.value or b"", where, reason, by="packer")
         return await producer.send(self.dlq_topic, letter.raw, headers=letter.headers())
 
     async def _tick(

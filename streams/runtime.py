@@ -37,15 +37,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ingest.deadletter import DeadLetter
-from ingest.validation import RejectCode, Rejection
 from metrics.channels import ChannelCatalog
 from streams.alerting import IdleAlert
 from streams.engine import AlertTransition, EngineConfig, KpiUpdate, PartitionEngine
-from streams.envelopes import DecodeProblem, unpack
+from streams.envelopes import DecodeProblem, unpack, unusable_letter
 from streams.records import encode_update
 
 __all__ = ["ProducerLike", "Restorer", "StreamRuntime", "StreamStats"]
@@ -282,12 +279,7 @@ class StreamRuntime:
         log.error("unusable record on the packed topic at=%s reason=%s: skipped", where, reason)
         if self.dlq_topic is None:
             return None
-        letter = DeadLetter.of(
-            value,
-            Rejection(RejectCode.MALFORMED_JSON, f"unusable record on {where}: {reason}"),
-            source=f"stream:{where}",
-            received_at=datetime.now(UTC),
-        )
+        letter = unusable_letter(value, where, reason, by="stream")
         return await producer.send(self.dlq_topic, None, letter.raw, None, None, letter.headers())
 
     async def _read_again(self, partition: int, offset: int) -> None:
