@@ -218,6 +218,13 @@ class StreamSettings(BaseModel):
         le=300,
         description="a worker silent this long leaves the group; also the rebalance timeout",
     )
+    empty_fetch_pause_s: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="after a fetch that brought nothing, wait up to this long before the next "
+        "(for brokers that answer at once, as the embedded one does; 0 = off)",
+    )
 
 
 class MetricsSettings(BaseModel):

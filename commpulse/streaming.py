@@ -94,6 +94,7 @@ def stream_config(settings: Settings, target: KafkaTarget, *, web_port: int | No
         webhook_token=alerts.webhook_token.get_secret_value() if alerts.webhook_token else None,
         alert_resend_s=alerts.resend_interval_s,
         session_timeout_s=stream.session_timeout_s,
+        empty_fetch_pause_s=stream.empty_fetch_pause_s,
         datadir=settings.data_dir / "stream" / stream.app_id,
         client_id=f"{_member_prefix()}{os.getpid()}",
     )

@@ -34,6 +34,7 @@ from streams.alerting import IdleAlert
 from streams.changelog import changelog_topic, read_latest
 from streams.delivery import AlertDelivery
 from streams.engine import EngineConfig
+from streams.fetch_pacing import DEFAULT_PAUSE_S, pace_empty_fetches
 from streams.packer import Packer
 from streams.prometheus import exposition
 from streams.runtime import StreamRuntime
@@ -77,6 +78,8 @@ class StreamConfig:
     datadir: Path | None = None
     #: Kafka client id of the worker's consumer and producer (its group member ids start with it)
     client_id: str | None = None
+    #: after an empty fetch, wait up to this long (see :mod:`streams.fetch_pacing`; 0 = off)
+    empty_fetch_pause_s: float = DEFAULT_PAUSE_S
 
 
 def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
@@ -84,6 +87,8 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
     brokers = ";".join(
         f"kafka://{server.strip()}" for server in config.bootstrap_servers.split(",")
     )
+    if config.empty_fetch_pause_s > 0:
+        pace_empty_fetches(config.empty_fetch_pause_s)
     if config.datadir is not None:
         config.datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(
