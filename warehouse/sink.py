@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: how long one look at the end offsets may take; Kafka away, the sink asks again later
 _LAG_TIMEOUT_MS = 10_000
+#: how long the sink waits after a poll that brought nothing before it polls again
+_IDLE_POLL_S: Final = 0.05
 
 _COLUMNS: Final = {
     "event_id": pl.String,
@@ -293,11 +295,13 @@ def _poll_batch(
         if left <= 0:
             break
         polled = consumer.poll(
-            timeout_ms=int(left * 1000),
-            max_records=config.batch_events - len(rows) - len(invalid),
+            timeout_ms=0, max_records=config.batch_events - len(rows) - len(invalid)
         )
         if not polled:
-            break
+            # kafka-python polls in a loop until its timeout, and a broker that answers
+            # empty fetches at once (the embedded one) keeps it busy: wait here instead
+            time.sleep(min(_IDLE_POLL_S, left))
+            continue
         for tp, records in polled.items():
             for record in records:
                 decoded = decode_record(record.value, tp.topic, tp.partition, record.offset)

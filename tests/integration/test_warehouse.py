@@ -6,11 +6,15 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 from kafka import KafkaProducer
+from kafka.consumer.fetcher import Fetcher
 
 from commpulse.settings import Settings
 from ingest.simulator import SimulationConfig, simulate
@@ -18,6 +22,8 @@ from tests.integration.stream_support import caught_up, send, worker
 from tests.integration.support import COMMPULSE, consume_all, run_cli, wait_for
 from tests.integration.test_stream import stack
 from tests.scenarios import CALENDAR, calendar_scenario, ticket_scenario
+from warehouse.schema import open_warehouse
+from warehouse.sink import SinkConfig, SinkProgress, SinkResult, run_sink
 
 
 def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -74,6 +80,60 @@ def test_each_event_is_stored_once_and_bad_records_are_dead_lettered(
     assert headers["commpulse.source"].startswith(f"sink:{settings.topics.events}/".encode())
     assert query(path, "SELECT sum(received), sum(stored), sum(duplicates), sum(invalid) "
                        "FROM ops.loads") == [(2 * len(events) + 1, len(events), len(events), 1)]  # fmt: skip
+
+
+def test_an_idle_sink_waits_between_polls_and_stores_what_comes_next(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded broker answers a fetch at once when there is nothing to read, and
+    kafka-python polls again and again until its timeout: an idle sink kept a core busy."""
+    fetches = 0
+    original = Fetcher._create_fetch_requests
+
+    def counting(self: Fetcher) -> Any:
+        nonlocal fetches
+        requests = original(self)
+        fetches += len(requests)
+        return requests
+
+    monkeypatch.setattr(Fetcher, "_create_fetch_requests", counting)
+    config = SinkConfig(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        topic=settings.topics.events,
+        dlq_topic=settings.topics.dlq,
+        batch_within_s=0.5,
+    )
+    con = open_warehouse(tmp_path / "warehouse.duckdb")
+    stop, idle, loaded = threading.Event(), threading.Event(), threading.Event()
+    results: list[SinkResult] = []
+
+    events = ticket_scenario()
+
+    def on_batch(progress: SinkProgress) -> None:
+        if progress.stored == len(events):
+            loaded.set()
+
+    def sink() -> None:
+        results.append(
+            run_sink(con, config, stop=stop, on_batch=on_batch, on_idle=lambda _: idle.set())
+        )
+
+    thread = threading.Thread(target=sink)
+    thread.start()
+    try:
+        assert idle.wait(30)
+        before = fetches
+        time.sleep(2.0)
+        during = fetches - before
+        send(settings, events)
+        assert loaded.wait(10)
+    finally:
+        stop.set()
+        thread.join(30)
+        con.close()
+    # a poll every 50 ms at most, and each sends one fetch request (without the wait: thousands)
+    assert during <= 2.0 / 0.05 + 5, during
+    assert results[0].received == results[0].stored == len(events)
 
 
 def test_a_sink_killed_mid_load_resumes_exactly(
