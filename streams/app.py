@@ -16,11 +16,12 @@ Several workers with the same app id share the partitions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,9 +38,9 @@ from streams.engine import EngineConfig
 from streams.fetch_pacing import DEFAULT_PAUSE_S, pace_empty_fetches
 from streams.packer import Packer
 from streams.prometheus import exposition
-from streams.runtime import StreamRuntime
+from streams.runtime import ProducerLike, StreamRuntime
 
-__all__ = ["StreamConfig", "build_app"]
+__all__ = ["StreamConfig", "build_app", "process_or_stop"]
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         async for events in batches:
             batch = [(e.message.partition, e.message.offset, e.value) for e in events]
             newest = max(e.message.timestamp for e in events)
-            try:
-                await runtime.process(batch, app.producer, newest=newest)
-            except Exception as exc:  # noqa: BLE001 - any failure: stop, do not skip the batch
-                _stop_after_failed_batch(exc)
+            await process_or_stop(runtime, batch, app.producer, newest)
 
     packer = Packer(
         bootstrap_servers=config.bootstrap_servers,
@@ -197,7 +195,31 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
     return app, runtime
 
 
-def _stop_after_failed_batch(exc: Exception) -> NoReturn:
+async def process_or_stop(
+    runtime: StreamRuntime,
+    batch: Sequence[tuple[int, int, bytes]],
+    producer: ProducerLike,
+    newest: float | None,
+) -> None:
+    """One batch; if it fails, the worker stops (:func:`_stop_after_failed_batch`).
+
+    A cancellation counts as a failure too unless this task is being cancelled (the
+    worker is stopping): one raised from inside, by a client library, would otherwise
+    end the agent, and faust only logs that; the worker would go on, healthy to see
+    and reading nothing.
+    """
+    try:
+        await runtime.process(batch, producer, newest=newest)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        _stop_after_failed_batch(exc)
+    except Exception as exc:  # noqa: BLE001 - any failure: stop, do not skip the batch
+        _stop_after_failed_batch(exc)
+
+
+def _stop_after_failed_batch(exc: BaseException) -> NoReturn:
     """Exit at once, as a kill -9 would, with the error in the log and on stderr.
 
     faust would restart the agent and carry on after the batch, with the engines
