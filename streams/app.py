@@ -36,6 +36,7 @@ from streams.changelog import changelog_topic, read_latest
 from streams.delivery import AlertDelivery
 from streams.engine import EngineConfig
 from streams.fetch_pacing import DEFAULT_PAUSE_S, pace_empty_fetches
+from streams.keyed import send_keyed
 from streams.packer import Packer
 from streams.prometheus import exposition
 from streams.runtime import ProducerLike, StreamRuntime
@@ -106,6 +107,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         web_port=config.web_port or 6066,
         web_host=config.web_host,
         producer_acks=-1,
+        producer_max_batch_size=1024 * 1024,  # KPI records go in whole batches
         producer_max_request_size=8 * 1024 * 1024,
         consumer_max_fetch_size=8 * 1024 * 1024,
         stream_buffer_maxsize=config.batch_envelopes * 4,
@@ -144,6 +146,8 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         dlq_topic=config.dlq_topic,
     )
 
+    producer = _Producer(app)
+
     @app.agent(packed, name="kpis")
     async def kpis(stream: faust.StreamT[bytes]) -> None:
         # (faust's StreamT protocol lacks take_events; the Stream has it)
@@ -153,7 +157,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         async for events in batches:
             batch = [(e.message.partition, e.message.offset, e.value) for e in events]
             newest = max(e.message.timestamp for e in events)
-            await process_or_stop(runtime, batch, app.producer, newest)
+            await process_or_stop(runtime, batch, producer, newest)
 
     packer = Packer(
         bootstrap_servers=config.bootstrap_servers,
@@ -178,7 +182,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         # The batch in flight writes its state, and the state is in Kafka before the next
         # owner reads it back.
-        await runtime.revoke(packed_only(revoked), app.producer)
+        await runtime.revoke(packed_only(revoked), producer)
 
     async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
@@ -193,6 +197,33 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
     _alert_delivery(app, config)
     _web(app, runtime, packer, config.packed_topic)
     return app, runtime
+
+
+class _Producer:
+    """faust's producer, and KPI records sent in whole batches through the aiokafka
+    producer inside it (:func:`streams.keyed.send_keyed`): the same producer, so
+    faust's flush before it commits offsets covers them too."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Any:
+        return await self._app.producer.send(topic, key, value, partition, timestamp, headers)
+
+    async def send_keyed(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> list[Any]:
+        aiokafka_producer = cast(Any, self._app.producer)._ensure_producer()
+        return await send_keyed(aiokafka_producer, topic, records)
+
+    async def flush(self) -> None:
+        await self._app.producer.flush()
 
 
 async def process_or_stop(

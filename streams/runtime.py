@@ -53,7 +53,9 @@ _SEEK_AGAIN_S = 10.0
 
 
 class ProducerLike(Protocol):
-    """The part of faust's producer we use: ``send`` returns a future once queued."""
+    """The part of faust's producer we use: ``send`` returns a future once queued; and
+    ``send_keyed``, records sent in whole batches, each to its key's default partition
+    (:func:`streams.keyed.send_keyed`), which returns the futures of the batches."""
 
     async def send(
         self,
@@ -64,6 +66,10 @@ class ProducerLike(Protocol):
         timestamp: float | None,
         headers: Any,
     ) -> Any: ...
+
+    async def send_keyed(
+        self, topic: str, records: Sequence[tuple[bytes, bytes]]
+    ) -> Sequence[Any]: ...
 
     async def flush(self) -> None: ...
 
@@ -235,10 +241,9 @@ class StreamRuntime:
             self._executor, self._compute, batch, engines, now, behind
         )
 
-        sends = []
+        records = [encode_update(update, now) for update in outcome.kpis]
+        sends = list(await producer.send_keyed(self.kpis_topic, records))
         for update in outcome.kpis:
-            key, value = encode_update(update, now)
-            sends.append(await producer.send(self.kpis_topic, key, value, None, None, None))
             self._remember(update, now)
         for transition in outcome.alerts:
             alert = self.alert(transition, now)

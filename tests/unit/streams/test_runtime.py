@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metrics.channels import ChannelCatalog
@@ -38,6 +38,9 @@ class _Kafka:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
+
+    async def send_keyed(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> list[Any]:
+        return [await self.send(topic, key, value, None, None, None) for key, value in records]
 
     async def flush(self) -> None:
         self.log += self.queued
