@@ -166,20 +166,15 @@ class Timeline:
     """
 
     def __init__(self, run: _Pass, channel_id: str, granularity: Granularity) -> None:
-        clock = run.engine.config.clock
+        engine = run.engine
         #: (end, window, day); an hour's end is its day's end if that comes first
         entries: list[tuple[float, Window, int]] = []
-        for day in sorted(run.engine.days_of(channel_id)):
-            hours = run.hours(channel_id, day)
-            if not hours:
-                continue
-            window = clock.day_window(day)
-            if granularity == "day":
-                entries.append((window.end, window, day))
-            else:
-                entries += [
-                    (min(window.end, hour + 3600), clock.hour_window(hour), day) for hour in hours
-                ]
+        for day in sorted(engine.days_of(channel_id)):
+            key = (channel_id, day, granularity)
+            of_day = engine.day_windows.get(key)
+            if of_day is None:
+                of_day = engine.day_windows[key] = _day_entries(run, channel_id, day, granularity)
+            entries += of_day
         self._ends = [end for end, _, _ in entries]
         self._windows = [(window, day) for _, window, day in entries]
         self._in_order = all(a <= b for a, b in pairwise(self._ends))
@@ -190,6 +185,20 @@ class Timeline:
         if self._in_order:
             return islice(self._windows, bisect_right(self._ends, after), None)
         return (entry for end, entry in zip(self._ends, self._windows) if end > after)
+
+
+def _day_entries(
+    run: _Pass, channel_id: str, day: int, granularity: Granularity
+) -> list[tuple[float, Window, int]]:
+    """A :class:`Timeline`'s entries for one day of the channel."""
+    hours = run.hours(channel_id, day)
+    if not hours:
+        return []
+    clock = run.engine.config.clock
+    window = clock.day_window(day)
+    if granularity == "day":
+        return [(window.end, window, day)]
+    return [(min(window.end, hour + 3600), clock.hour_window(hour), day) for hour in hours]
 
 
 def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiUpdate]:

@@ -162,6 +162,9 @@ class PartitionEngine:
         #: per (channel, granularity), its windows with events as the outputs found them
         #: (:class:`streams.engine.outputs.Timeline`); dropped when they change
         self.windows: dict[tuple[str, Granularity], Timeline] = {}
+        #: per (channel, day, granularity), the timeline's entries for that day; dropped when
+        #: the day's hours with events change, so a timeline is rebuilt from the days' lists
+        self.day_windows: dict[tuple[str, int, Granularity], list[tuple[float, Window, int]]] = {}
 
     # -- restore -------------------------------------------------------------
 
@@ -237,7 +240,7 @@ class PartitionEngine:
             count = own.volume.get(hour)
             if count is None:
                 count = 0
-                self.forget_windows(channel_id)
+                self.forget_windows(channel_id, day)
             own.volume[hour] = count + 1
             role: str = e["actor_role"]
             if event_type in ACTIVITY_EVENTS and role in PEOPLE_ROLES:
@@ -469,10 +472,12 @@ class PartitionEngine:
     def days_of(self, channel_id: str) -> set[int]:
         return self._days.get(channel_id, set())
 
-    def forget_windows(self, channel_id: str) -> None:
-        """The channel's windows with events change (an hour with its first event, a day gone)."""
+    def forget_windows(self, channel_id: str, day: int) -> None:
+        """The channel's windows with events change on ``day`` (an hour with its first event,
+        the day gone)."""
         for granularity in _GRANULARITIES:
             self.windows.pop((channel_id, granularity), None)
+            self.day_windows.pop((channel_id, day, granularity), None)
 
     def channels_of(self, kind: str, scope: str) -> list[str]:
         return self._members.get((kind, scope), [])
@@ -651,7 +656,7 @@ class PartitionEngine:
             for day in expired:
                 days.discard(day)
                 del self.buckets[(channel_id, day)]
-                self.forget_windows(channel_id)
+                self.forget_windows(channel_id, day)
                 # Resolutions on that day belong to requests of that day or before: gone too.
                 self._resolutions.pop((channel_id, day), None)
                 self._dirty_buckets.discard((channel_id, day))
