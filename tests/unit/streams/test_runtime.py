@@ -6,6 +6,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+import pytest
+
+import streams.runtime
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.engine import EngineConfig
@@ -181,3 +185,31 @@ def test_records_that_never_arrived_are_read_again_before_anything_after_them() 
         asyncio.run(scenario())
     finally:
         runtime.close()
+
+
+def test_kpi_records_encoded_a_chunk_at_a_time_are_the_same_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def kpi_records(chunk: int | None) -> list[tuple[bytes | None, dict[str, Any]]]:
+        if chunk is not None:
+            monkeypatch.setattr(streams.runtime, "_ENCODE_CHUNK", chunk)
+        kafka = _Kafka()
+        runtime = _runtime(kafka, [])
+
+        async def scenario() -> None:
+            await runtime.process([(6, offset, _envelope(offset)) for offset in range(5)], kafka)
+            await kafka.flush()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            runtime.close()
+        return [
+            (key, {k: v for k, v in orjson.loads(value or b"").items() if k != "emitted_at"})
+            for topic, _, key, value in kafka.log
+            if topic == "kpis"
+        ]
+
+    whole = kpi_records(None)
+    assert len(whole) > 3
+    assert kpi_records(2) == kpi_records(3) == whole
