@@ -19,9 +19,11 @@ from streams.fetch_pacing import pace_empty_fetches
 @pytest.fixture
 def unpaced() -> Iterator[None]:
     """aiokafka's fetcher as it was before the test (pacing is process-wide)."""
-    original = fetcher.Fetcher._proc_fetch_request
+    names = ("_proc_fetch_request", "_get_actions_per_node")
+    originals = {name: getattr(fetcher.Fetcher, name) for name in names}
     yield
-    fetcher.Fetcher._proc_fetch_request = original
+    for name, original in originals.items():
+        setattr(fetcher.Fetcher, name, original)
 
 
 async def _idle_fetches(bootstrap: str, topic: str, seconds: float) -> int:
