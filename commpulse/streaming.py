@@ -6,7 +6,10 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import socket
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -27,9 +30,52 @@ from streams.changelog import changelog_topic
 from streams.engine import EngineConfig
 from streams.records import KpiRecord
 
-__all__ = ["engine_config", "latest_kpis", "load_catalog", "run_worker", "stream_config"]
+__all__ = [
+    "STOP_TIMEOUT_S",
+    "arm_stop_watchdog",
+    "engine_config",
+    "latest_kpis",
+    "load_catalog",
+    "run_worker",
+    "stream_config",
+]
 
 log = logging.getLogger(__name__)
+
+#: how long the worker may take to stop after SIGINT or SIGTERM before it stops hard
+STOP_TIMEOUT_S = 30.0
+
+
+def arm_stop_watchdog(
+    timeout_s: float = STOP_TIMEOUT_S, on_timeout: Callable[[], None] | None = None
+) -> threading.Timer:
+    """End the process hard ``timeout_s`` from now, unless it has ended by then.
+
+    faust's shutdown can wait forever on one of its services (seen twice in about
+    twenty test runs, stopping a worker during its first batch after a rebalance).
+    The state in Kafka after a hard stop is what a kill -9 leaves, which a restarted
+    worker recovers from, so Ctrl-C always ends the worker.
+    """
+    timer = threading.Timer(timeout_s, on_timeout or partial(_stop_hard, timeout_s))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _stop_hard(timeout_s: float) -> None:
+    log.critical(
+        "the stream worker did not stop within %g s of the signal: stopping hard", timeout_s
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.write(
+        f"error: the stream worker did not stop within {timeout_s:g} s of the signal and "
+        "stopped hard; its state in Kafka is as after a kill -9, which the next start "
+        "recovers from\n"
+    )
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def load_catalog(settings: Settings) -> ChannelCatalog:
@@ -209,7 +255,14 @@ def run_worker(
             f"stream worker {config.app_id} on {target.bootstrap_servers} ({where}); "
             f"KPIs to {config.kpis_topic}, alerts to {config.alerts_topic}; Ctrl-C stops it"
         )
-        worker = faust.Worker(
+
+        class Worker(faust.Worker):
+            def _schedule_shutdown(self, signum: signal.Signals) -> None:
+                if not self._signal_stop_time:  # the first signal only
+                    arm_stop_watchdog()
+                super()._schedule_shutdown(signum)
+
+        worker = Worker(
             app,
             loglevel=logging.getLogger().level or logging.WARNING,
             quiet=True,
