@@ -237,17 +237,25 @@ async def process_or_stop(
     A cancellation counts as a failure too unless this task is being cancelled (the
     worker is stopping): one raised from inside, by a client library, would otherwise
     end the agent, and faust only logs that; the worker would go on, healthy to see
-    and reading nothing.
+    and reading nothing. A cancellation of this task that something inside swallowed
+    is raised once the batch is done.
     """
+    task = asyncio.current_task()
     try:
         await runtime.process(batch, producer, newest=newest)
     except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
         if task is None or task.cancelling():
             raise
         _stop_after_failed_batch(exc)
     except Exception as exc:  # noqa: BLE001 - any failure: stop, do not skip the batch
         _stop_after_failed_batch(exc)
+    if task is not None and task.cancelling():
+        # The worker is stopping, and the cancellation was lost inside the batch: aiokafka's
+        # fetch tasks return normally when cancelled, so a task awaiting one (a consumer's
+        # stop does) goes on. faust would wait for the agent forever (seen on Ctrl-C during
+        # the first batch after a rebalance). The batch is whole; a replay applies none of it
+        # twice.
+        raise asyncio.CancelledError
 
 
 def _stop_after_failed_batch(exc: BaseException) -> NoReturn:

@@ -18,16 +18,23 @@ class _Exited(Exception):
 
 
 class _Runtime:
-    """Stands in for :class:`StreamRuntime`: its batch raises, or waits until cancelled."""
+    """Stands in for :class:`StreamRuntime`: its batch raises, or waits until cancelled (and
+    with ``swallow``, returns then, as a task awaiting an aiokafka fetch task does)."""
 
-    def __init__(self, error: BaseException | None) -> None:
+    def __init__(self, error: BaseException | None, *, swallow: bool = False) -> None:
         self.error = error
+        self.swallow = swallow
 
     async def process(
         self, batch: Sequence[tuple[int, int, bytes]], producer: Any, *, newest: float | None
     ) -> None:
         if self.error is None:
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if self.swallow:
+                    return
+                raise
         raise cast(BaseException, self.error)
 
 
@@ -43,8 +50,8 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return codes
 
 
-def _process(error: BaseException | None) -> Any:
-    runtime = cast(StreamRuntime, _Runtime(error))
+def _process(error: BaseException | None, *, swallow: bool = False) -> Any:
+    runtime = cast(StreamRuntime, _Runtime(error, swallow=swallow))
     return process_or_stop(runtime, [(0, 0, b"{}")], cast(ProducerLike, None), None)
 
 
@@ -68,9 +75,12 @@ def test_a_failed_batch_stops_the_worker_with_one_error_line(
     )
 
 
-def test_a_worker_that_is_stopping_cancels_its_batch_and_does_not_exit(exits: list[int]) -> None:
+@pytest.mark.parametrize("swallowed", [False, True], ids=["raised", "swallowed inside"])
+def test_a_worker_that_is_stopping_cancels_its_batch_and_does_not_exit(
+    swallowed: bool, exits: list[int]
+) -> None:
     async def stop_during_a_batch() -> bool:
-        task = asyncio.create_task(_process(None))
+        task = asyncio.create_task(_process(None, swallow=swallowed))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
