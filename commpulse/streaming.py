@@ -8,12 +8,11 @@ import os
 import re
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import MemberToRemove
@@ -22,7 +21,7 @@ from kafka.errors import KafkaError
 from commpulse.kafka import KafkaTarget, connect
 from commpulse.settings import KafkaSettings, Settings
 from infra import TopicSpec, ensure_topics
-from infra.processes import pid_alive
+from infra.processes import exit_now, pid_alive
 from ingest.errors import CommpulseError
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
@@ -62,20 +61,14 @@ def arm_stop_watchdog(
     return timer
 
 
-def _stop_hard(timeout_s: float) -> None:
+def _stop_hard(timeout_s: float) -> NoReturn:
     log.critical(
         "the stream worker did not stop within %g s of the signal: stopping hard", timeout_s
     )
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.write(
-        f"error: the stream worker did not stop within {timeout_s:g} s of the signal and "
-        "stopped hard; its state in Kafka is as after a kill -9, which the next start "
-        "recovers from\n"
+    exit_now(
+        f"the stream worker did not stop within {timeout_s:g} s of the signal and stopped "
+        "hard; its state in Kafka is as after a kill -9, which the next start recovers from"
     )
-    sys.stderr.flush()
-    os._exit(1)
 
 
 def load_catalog(settings: Settings) -> ChannelCatalog:

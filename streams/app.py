@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ import faust
 from faust.types import TP
 from faust.web import Request, Response, View
 
+from infra.processes import exit_now
 from streams.alerting import IdleAlert
 from streams.changelog import changelog_topic, read_latest
 from streams.delivery import AlertDelivery
@@ -267,15 +266,10 @@ def _stop_after_failed_batch(exc: BaseException) -> NoReturn:
     replay cannot handle (as after a kill -9), so a restarted worker goes on from it.
     """
     log.critical("the stream worker stops: a batch failed: %r", exc, exc_info=exc)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.write(
-        f"error: the stream worker stopped: a batch failed: {exc!r} (the log above has the "
-        "traceback); start it again to go on from its state in Kafka\n"
+    exit_now(
+        f"the stream worker stopped: a batch failed: {exc!r} (the log above has the "
+        "traceback); start it again to go on from its state in Kafka"
     )
-    sys.stderr.flush()
-    os._exit(1)
 
 
 def _alert_delivery(app: faust.App, config: StreamConfig) -> None:
