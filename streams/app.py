@@ -143,6 +143,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         seek=seek,
         full_batch=config.batch_envelopes,
         dlq_topic=config.dlq_topic,
+        packed_topic=config.packed_topic,
     )
 
     producer = _Producer(app)

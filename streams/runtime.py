@@ -132,8 +132,11 @@ class StreamRuntime:
         seek: Seeker | None = None,
         full_batch: int | None = None,
         dlq_topic: str | None = None,
+        packed_topic: str = "packed",
     ) -> None:
         self.engine_config = engine_config
+        #: the topic the batches come from (named in dead letters and logs)
+        self.packed_topic = packed_topic
         self.kpis_topic = kpis_topic
         self.alerts_topic = alerts_topic
         self.changelog_topic = changelog_topic
@@ -287,7 +290,7 @@ class StreamRuntime:
         """A packed record that is neither an envelope nor a tick (only the packer should write
         there): skipped, logged, and kept in the dead-letter topic with the reason."""
         self.stats.dead_lettered += 1
-        where = f"packed[{partition}]@{offset}"
+        where = f"{self.packed_topic}[{partition}]@{offset}"
         log.error("unusable record on the packed topic at=%s reason=%s: skipped", where, reason)
         if self.dlq_topic is None:
             return None

@@ -228,9 +228,9 @@ def test_unusable_records_are_dead_lettered_and_a_failing_batch_stops_the_worker
     }
     where = f"{settings.topics.events}[{bad_event.partition}]@{bad_event.offset}"
     assert letters[f"packer:{where}"].startswith(f"unusable record on {where}: not JSON")
-    assert letters[f"stream:packed[3]@{bad_packed.offset}"] == (
-        f"unusable record on packed[3]@{bad_packed.offset}: "
-        "an envelope needs an int 'src' and a list of 'events'"
+    packed_where = f"{app_id}.packed[3]@{bad_packed.offset}"
+    assert letters[f"stream:{packed_where}"] == (
+        f"unusable record on {packed_where}: an envelope needs an int 'src' and a list of 'events'"
     )
     assert running.process.returncode == 1
     log = running.tail(400)
