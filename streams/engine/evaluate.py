@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from metrics.catalog import EVERY, Distinct, Kpi, Result, evaluate, evaluate_distinct
+from metrics.catalog import CATALOG, EVERY, Distinct, Kpi, Result, evaluate, evaluate_distinct
 from metrics.facts import MeetingFact, MessageFact, RequestFact, SurveyFact
 from metrics.requests import RequestState
 from metrics.windows import Window
@@ -20,7 +20,7 @@ from streams.engine.state import DayBucket
 if TYPE_CHECKING:
     from streams.engine.partition import PartitionEngine
 
-__all__ = ["ChannelWindow", "KindWindow", "KpiPlan"]
+__all__ = ["TRAILING_DAYS", "ChannelWindow", "KindWindow", "KpiPlan"]
 
 
 class _Counted(Sequence[None]):
@@ -143,10 +143,11 @@ class ChannelWindow:
         )
 
     def _actors(self) -> list[tuple[int, set[str]]]:
-        """The actors of the window's day and the 27 before, as (days back, actors)."""
+        """The actors of the window's day and the days before it that a trailing KPI counts,
+        as (days back, actors)."""
         return [
             (offset, bucket.actors)
-            for offset in range(28)
+            for offset in range(TRAILING_DAYS)
             if (bucket := self._bucket(self.day - offset)) is not None and bucket.actors
         ]
 
@@ -161,6 +162,12 @@ _BUILDERS: dict[str, Callable[[ChannelWindow], Any]] = {
     "surveys": ChannelWindow._surveys,
     "actors": ChannelWindow._actors,
 }
+
+
+#: the most days an active-users KPI looks back over, its window's day included
+TRAILING_DAYS: Final = max(
+    kpi.measure.trailing_days for kpi in CATALOG if isinstance(kpi.measure, Distinct)
+)
 
 
 class KindWindow:

@@ -33,6 +33,7 @@ from metrics.messages import MessageState
 from metrics.policy import ChannelPolicy, KpiRules
 from metrics.requests import RequestState, concerns_request, opening_type, role_in_request
 from metrics.windows import Granularity, Window, WindowClock
+from streams.engine.evaluate import TRAILING_DAYS
 from streams.engine.state import (
     ChannelMeta,
     Clock,
@@ -461,9 +462,10 @@ class PartitionEngine:
                 yield conversation, state
 
     def _dirty_trailing(self, channel_id: str, day: int) -> None:
-        """A new actor on ``day`` changes the trailing active-user windows of the next 27 days."""
+        """A new actor on ``day`` changes the trailing active-user windows of the days after it
+        that count ``day`` (27 by default)."""
         clock = self.config.clock
-        for later in range(day, day + 28):
+        for later in range(day, day + TRAILING_DAYS):
             if (channel_id, later) in self.buckets:
                 self._dirty_windows.add((channel_id, "day", clock.day_window(later).start, later))
 
@@ -663,15 +665,44 @@ class PartitionEngine:
                 self._deleted.add((channel_id, day))
 
     def _kind_final(self, meta: ChannelMeta, day: int) -> bool:
-        """Whether the kind windows ``meta``'s channel has on ``day`` are all final."""
+        """Whether the kind windows that read ``meta``'s channel's ``day`` are all final: those
+        it has events in, and the active users of the days after it that look back on it.
+
+        A kind's window turns final once the kind has moved on in every source partition,
+        which can be long after the channel's own windows did.
+        """
         bucket = self.buckets[(meta.channel_id, day)]
         if not bucket.volume:
             return True
-        ends = {"day": self.config.clock.day_window(day).end, "hour": max(bucket.volume) + 3600}
+        clock = self.config.clock
+        ends = [
+            (granularity, settle, end)
+            for granularity, end in (
+                ("day", clock.day_window(day).end),
+                ("hour", max(bucket.volume) + 3600),
+            )
+            for settle in _SETTLES
+        ]
+        if bucket.actors:
+            # The kind's windows with events up to the last day that looks back on this one:
+            # none can come any more, and those there are have been made final.
+            last = day + TRAILING_DAYS - 1
+            if self.kind_watermark(meta.kind) - self.config.grace_s < clock.day_window(last).end:
+                return False
+            latest = self._latest_kind_day(meta.kind, meta.scope, day, last)
+            ends.append(("day", "none", clock.day_window(latest).end))
         markers = self.clock.kind_finalized
         prefix = f"{meta.kind}/{meta.scope}"
         return all(
             markers.get(f"{prefix}/{granularity}/{settle}", float("-inf")) >= end
-            for granularity, end in ends.items()
-            for settle in _SETTLES
+            for granularity, settle, end in ends
         )
+
+    def _latest_kind_day(self, kind: str, scope: str, first: int, last: int) -> int:
+        """The last day from ``first`` to ``last`` on which a channel of the kind has events."""
+        latest = first
+        for channel_id in self.channels_of(kind, scope):
+            for day in self._days.get(channel_id, ()):
+                if latest < day <= last and self.buckets[(channel_id, day)].volume:
+                    latest = day
+        return latest

@@ -300,3 +300,26 @@ def test_days_past_every_rule_are_forgotten_and_deleted_from_the_changelog() -> 
     assert engine._resolutions == {}  # nothing of those days is kept
     deleted = [key for key, value in engine.checkpoint() if value is None]
     assert len(deleted) == 3  # tk's two days and mail's one
+
+
+def test_a_day_is_kept_while_a_kind_window_that_counts_its_people_is_not_final() -> None:
+    """A kind's 28-day active users read the people of its channels' 27 days before; a day
+    that has expired for its channel must still be there when the kind's window turns final
+    (which waits for the kind in every source partition)."""
+    run = Run(sources=2)
+    run.feed(
+        {**_im(run, "2026-09-01 10:00", "im-a", "m1"), "actor_id": "first"},
+        _im(run, "2026-09-11 10:00", "im-a", "m2"),
+        {**_im(run, "2026-09-11 11:00", "im-a", "m3"), "actor_id": "second"},
+    )
+    run.feed(_im(run, "2026-09-02 12:00", "im-b", "m4"), src=1)  # partition 1 lags behind
+    # Partition 0 runs months ahead: im-a's September days are past every rule for im-a.
+    run.feed(_im(run, "2026-12-01 10:00", "im-a", "m5"))
+    assert "2026-09-11 00:00" not in run.finals_for("*im/internal", "active_users_28d", "day")
+    run.tick("2026-12-01 10:10:00", sources=[1])
+    run.tick("2026-12-01 10:10:10", sources=[1])  # partition 1 is idle: the kind moves on
+
+    # On 11 September im-a had "someone" and "second"; in the 27 days before, "first".
+    assert run.final("im-a", "active_users_28d", "day", "2026-09-11 00:00").value == 3
+    assert run.final("*im/internal", "active_users_28d", "day", "2026-09-11 00:00").value == 3
+    assert run.final("*im/internal", "active_users_1d", "day", "2026-09-11 00:00").value == 2
