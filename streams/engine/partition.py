@@ -666,7 +666,8 @@ class PartitionEngine:
 
     def _kind_final(self, meta: ChannelMeta, day: int) -> bool:
         """Whether the kind windows that read ``meta``'s channel's ``day`` are all final: those
-        it has events in, and the active users of the days after it that look back on it.
+        it has events in, those its requests were resolved in, and the active users of the days
+        after it that look back on it.
 
         A kind's window turns final once the kind has moved on in every source partition,
         which can be long after the channel's own windows did.
@@ -683,6 +684,14 @@ class PartitionEngine:
             )
             for settle in _SETTLES
         ]
+        resolved = [
+            state.resolved_at for state in bucket.requests.values() if state.resolved_at is not None
+        ]
+        if resolved:
+            # The day's requests count (first-contact resolution) where they were resolved.
+            last_resolved = max(resolved)
+            ends.append(("hour", "reopen_window", clock.hour_window(last_resolved).end))
+            ends.append(("day", "reopen_window", clock.day_window(clock.day(last_resolved)).end))
         if bucket.actors:
             # The kind's windows with events up to the last day that looks back on this one:
             # none can come any more, and those there are have been made final.

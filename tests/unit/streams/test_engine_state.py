@@ -323,3 +323,27 @@ def test_a_day_is_kept_while_a_kind_window_that_counts_its_people_is_not_final()
     assert run.final("im-a", "active_users_28d", "day", "2026-09-11 00:00").value == 3
     assert run.final("*im/internal", "active_users_28d", "day", "2026-09-11 00:00").value == 3
     assert run.final("*im/internal", "active_users_1d", "day", "2026-09-11 00:00").value == 2
+
+
+def test_a_day_is_kept_while_a_kind_window_that_counts_its_requests_resolutions_is_not_final() -> (
+    None
+):
+    """A request stays in the day it opened; its resolution counts (first-contact resolution)
+    in the day it was resolved, up to 30 days later, and the kind's window of that day can
+    turn final long after the channel's rules for the opening day have run out."""
+    run = Run(sources=2)
+    tk = {"channel": "tk", "kind": "ticket", "conversation_id": "r1"}
+    run.feed(
+        run.event("2026-09-01 09:00", "ticket_opened", **tk, actor="c1", role="customer"),
+        run.event("2026-09-01 09:30", "ticket_replied", **tk, actor="a1"),
+        run.event("2026-09-21 10:00", "ticket_resolved", **tk, actor="a1"),
+    )
+    run.feed(run.event("2026-09-02 12:00", "ticket_opened", "tk-2", "ticket"), src=1)  # lags
+    run.feed(run.event("2026-12-10 10:00", "channel_created", "tk", "ticket"))
+    assert "2026-09-21 00:00" not in run.finals_for("*ticket/external", "fcr_rate", "day")
+    run.tick("2026-12-10 10:10:00", sources=[1])
+    run.tick("2026-12-10 10:10:10", sources=[1])  # partition 1 is idle: the kind moves on
+
+    assert run.final("tk", "fcr_rate", "day", "2026-09-21 00:00") == (1.0, 1.0, 1.0)
+    assert run.final("*ticket/external", "fcr_rate", "day", "2026-09-21 00:00") == (1.0, 1.0, 1.0)
+    assert run.final("*ticket/external", "fcr_rate", "hour", "2026-09-21 10:00").value == 1.0
