@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.engine import EngineConfig, PartitionEngine
 from streams.engine.state import parse_key
-from tests.unit.streams.harness import Run, ts
+from tests.unit.streams.harness import Run, catalog_from, ts
 
 
 def test_an_idle_channel_fires_once_and_resolves_on_activity() -> None:
@@ -347,3 +349,23 @@ def test_a_day_is_kept_while_a_kind_window_that_counts_its_requests_resolutions_
     assert run.final("tk", "fcr_rate", "day", "2026-09-21 00:00") == (1.0, 1.0, 1.0)
     assert run.final("*ticket/external", "fcr_rate", "day", "2026-09-21 00:00") == (1.0, 1.0, 1.0)
     assert run.final("*ticket/external", "fcr_rate", "hour", "2026-09-21 10:00").value == 1.0
+
+
+def test_a_day_is_kept_for_a_reopen_window_longer_than_the_state_s_retention(
+    tmp_path: Path,
+) -> None:
+    """With a 30-day reopen window, a request resolved 25 days after it opened settles 55 days
+    after its opening day, after that day's retention (51 days by default) has run out."""
+    run = Run(catalog=catalog_from(tmp_path, '[rules]\nreopen_window = "30d"\n'))
+    tk = {"channel": "tk", "kind": "ticket", "conversation_id": "r1"}
+    run.feed(
+        run.event("2026-09-01 09:00", "ticket_opened", **tk, actor="c1", role="customer"),
+        run.event("2026-09-01 09:30", "ticket_replied", **tk, actor="a1"),
+        run.event("2026-09-26 10:00", "ticket_resolved", **tk, actor="a1"),
+    )
+    run.feed(run.event("2026-10-24 10:00", "channel_created", "tk", "ticket"))
+    assert ("tk", date(2026, 9, 1).toordinal()) in run.engine.buckets
+    run.finish("ticket")
+
+    assert run.final("tk", "fcr_rate", "day", "2026-09-26 00:00") == (1.0, 1.0, 1.0)
+    assert run.final("*ticket/external", "fcr_rate", "day", "2026-09-26 00:00") == (1.0, 1.0, 1.0)
