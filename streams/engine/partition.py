@@ -692,20 +692,22 @@ class PartitionEngine:
             last_resolved = max(resolved)
             ends.append(("hour", "reopen_window", clock.hour_window(last_resolved).end))
             ends.append(("day", "reopen_window", clock.day_window(clock.day(last_resolved)).end))
-        if bucket.actors:
-            # The kind's windows with events up to the last day that looks back on this one:
-            # none can come any more, and those there are have been made final.
-            last = day + TRAILING_DAYS - 1
-            if self.kind_watermark(meta.kind) - self.config.grace_s < clock.day_window(last).end:
-                return False
-            latest = self._latest_kind_day(meta.kind, meta.scope, day, last)
-            ends.append(("day", "none", clock.day_window(latest).end))
         markers = self.clock.kind_finalized
         prefix = f"{meta.kind}/{meta.scope}"
-        return all(
+        if not all(
             markers.get(f"{prefix}/{granularity}/{settle}", float("-inf")) >= end
             for granularity, settle, end in ends
-        )
+        ):
+            return False
+        if not bucket.actors:
+            return True
+        # The kind's windows with events up to the last day that looks back on this one:
+        # none can come any more, and those there are have been made final.
+        last = day + TRAILING_DAYS - 1
+        if self.kind_watermark(meta.kind) - self.config.grace_s < clock.day_window(last).end:
+            return False
+        latest = self._latest_kind_day(meta.kind, meta.scope, day, last)
+        return markers.get(f"{prefix}/day/none", float("-inf")) >= clock.day_window(latest).end
 
     def _latest_kind_day(self, kind: str, scope: str, first: int, last: int) -> int:
         """The last day from ``first`` to ``last`` on which a channel of the kind has events."""
