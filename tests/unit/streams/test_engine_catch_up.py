@@ -6,7 +6,8 @@ partition) are days apart in event time, and a kind's windows turn final well af
 channels' own. Days expire on the way (the history is twice the state's retention), and
 twice every engine restarts from the state it wrote, its last turn replayed. The reference
 (tests/integration/kpi_reference.py) sees every event at once; every window the engine made
-final must equal it, and never change.
+final must equal it, and never change: with the default calendar, and with business hours,
+holidays and make-up days in Shanghai reported in Shanghai's time zone.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import math
 import zlib
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from ingest.simulator import SimulationConfig, simulate
 from metrics.channels import ChannelCatalog
@@ -25,6 +28,7 @@ from metrics.windows import WindowClock
 from streams.engine import EngineConfig, KpiUpdate, PartitionEngine
 from streams.envelopes import packed_partition, slim_event
 from tests.integration.kpi_reference import Key, Value, reference_kpis
+from tests.unit.streams.harness import catalog_from
 
 SOURCES = 8
 PACKED = 12
@@ -52,12 +56,31 @@ def _same(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def test_every_final_window_of_a_long_catch_up_equals_the_reference() -> None:
-    events = list(simulate(SimulationConfig(events=50_000, days=90, seed=1, end=END)))
+#: business hours in Shanghai with the 2026 National Day holidays and their make-up days
+SHANGHAI = """
+[calendars.default]
+timezone = "Asia/Shanghai"
+periods = ["09:00-12:00", "13:30-18:00"]
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+holidays = [2026-10-01, 2026-10-02, 2026-10-05, 2026-10-06, 2026-10-07]
+makeup_days = [2026-09-27, 2026-10-10]
+"""
+
+
+@pytest.mark.parametrize(
+    ("catalog_toml", "timezone", "seed"),
+    [(None, "UTC", 1), (SHANGHAI, "Asia/Shanghai", 3)],
+    ids=["defaults", "shanghai-calendar-and-reporting-zone"],
+)
+def test_every_final_window_of_a_long_catch_up_equals_the_reference(
+    tmp_path: Path, catalog_toml: str | None, timezone: str, seed: int
+) -> None:
+    events = list(simulate(SimulationConfig(events=50_000, days=90, seed=seed, end=END)))
     by_source: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_source[zlib.crc32(event["channel_id"].encode()) % SOURCES].append(event)
-    config = EngineConfig(ChannelCatalog(), WindowClock("UTC"), sources=SOURCES)
+    catalog = ChannelCatalog() if catalog_toml is None else catalog_from(tmp_path, catalog_toml)
+    config = EngineConfig(catalog, WindowClock(timezone), sources=SOURCES)
     engines = {p: PartitionEngine(p, config) for p in range(PACKED)}
     #: each partition's table, as its changelog holds it (latest value per key)
     tables: dict[int, dict[bytes, bytes]] = {p: {} for p in range(PACKED)}
@@ -110,7 +133,12 @@ def test_every_final_window_of_a_long_catch_up_equals_the_reference() -> None:
     assert sum(engine.late_dropped for engine in engines.values()) == 0
     kept = sum(len(engine.buckets) for engine in engines.values())
     assert kept < 0.7 * len({(e["channel_id"], e["occurred_at"].date()) for e in events})  # expired
-    reference = reference_kpis(events, grace_s=config.grace_s)
+    reference = reference_kpis(
+        events,
+        grace_s=config.grace_s,
+        timezone=timezone,
+        calendar=catalog.calendars["default"],
+    )
     differ = [
         (key, got, reference.get(key))
         for key, got in sorted(finals.items())
