@@ -205,6 +205,12 @@ class StreamSettings(BaseModel):
     )
     batch_within_s: float = Field(0.5, gt=0, description="longest wait to fill a batch")
     tick_interval_s: float = Field(10.0, gt=0, description="how often idle channels are checked")
+    backfill_age_s: float = Field(
+        3600.0,
+        gt=0,
+        description="an event read this long after it occurred means history is being imported: "
+        "its partition's channels are not judged idle until that has stopped for 3 ticks",
+    )
     pack_linger_s: float = Field(
         1.0,
         ge=0,

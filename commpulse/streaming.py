@@ -123,6 +123,7 @@ def stream_config(settings: Settings, target: KafkaTarget, *, web_port: int | No
         batch_envelopes=stream.batch_envelopes,
         batch_within_s=stream.batch_within_s,
         tick_interval_s=stream.tick_interval_s,
+        backfill_age_s=stream.backfill_age_s,
         pack_linger_s=stream.pack_linger_s,
         web_host=stream.web_host,
         web_port=port or None,

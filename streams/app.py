@@ -59,6 +59,8 @@ class StreamConfig:
     batch_envelopes: int = 40
     batch_within_s: float = 0.5
     tick_interval_s: float = 10.0
+    #: an event this old when read means a backfill (no idle judgement on its source partition)
+    backfill_age_s: float = 3600.0
     #: how long the packer gathers events into envelopes
     pack_linger_s: float = 1.0
     #: events per envelope: bounds the work of one processing batch (with batch_envelopes)
@@ -168,6 +170,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         group_id=f"{config.app_id}-packer",
         client_options=config.client_options,
         tick_interval_s=config.tick_interval_s,
+        backfill_age_s=config.backfill_age_s,
         max_events=config.envelope_events,
         linger_s=config.pack_linger_s,
     )
@@ -357,5 +360,6 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
                 "gaps": stats.gaps,
                 "dead_lettered": stats.dead_lettered,
                 "packer_lag": packer.stats.lag,
+                "packer_backfill": packer.stats.backfill,
             }
         )

@@ -11,8 +11,10 @@ packed record carries many events.
   and ``_t`` (``occurred_at`` in epoch seconds), and without the fields the
   stream does not use. The key is the kind; the partition is the kind's.
 * A **tick** carries the wall clock for idle-channel checks, the source
-  partitions the packer reads, and those it has caught up with: ``{"v": 1,
-  "tick": 1795292681.6, "sources": [0, 2], "assigned": [0, 1, 2, 3]}``.
+  partitions the packer reads, those it has caught up with, and those still
+  delivering old events (an import of history): ``{"v": 1, "tick":
+  1795292681.6, "sources": [0, 2], "assigned": [0, 1, 2, 3], "backfill":
+  [2]}``. ``assigned`` and ``backfill`` may be missing (none).
 
 Packing is deterministic per source partition, and offsets make re-packing
 after a packer restart harmless: the stream applies each event at most once.
@@ -113,9 +115,17 @@ def pack(source: int, events: Sequence[Mapping[str, Any]]) -> bytes:
     return orjson.dumps({"v": VERSION, "src": source, "events": events})
 
 
-def tick(now: float, sources: Sequence[int], assigned: Sequence[int]) -> bytes:
+def tick(
+    now: float, sources: Sequence[int], assigned: Sequence[int], backfill: Sequence[int] = ()
+) -> bytes:
     return orjson.dumps(
-        {"v": VERSION, "tick": now, "sources": sorted(sources), "assigned": sorted(assigned)}
+        {
+            "v": VERSION,
+            "tick": now,
+            "sources": sorted(sources),
+            "assigned": sorted(assigned),
+            "backfill": sorted(backfill),
+        }
     )
 
 
@@ -133,8 +143,9 @@ def unpack(value: bytes) -> dict[str, Any]:
     if "tick" in data:
         if not isinstance(data["tick"], int | float) or not _ints(data.get("sources")):
             raise DecodeProblem("a tick needs a number 'tick' and a list of 'sources'")
-        if "assigned" in data and not _ints(data["assigned"]):
-            raise DecodeProblem("a tick's 'assigned' is not a list of partitions")
+        for name in ("assigned", "backfill"):
+            if name in data and not _ints(data[name]):
+                raise DecodeProblem(f"a tick's {name!r} is not a list of partitions")
     elif not isinstance(data.get("src"), int) or not isinstance(data.get("events"), list):
         raise DecodeProblem("an envelope needs an int 'src' and a list of 'events'")
     elif not all(

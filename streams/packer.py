@@ -14,12 +14,17 @@ is packed again on the next try. After a
 crash or a handover some envelopes are packed twice; the stream applies each
 event at most once, by offset. A record the stream cannot use goes to the
 dead-letter topic with the reason.
+
+Every tick also names the source partitions that delivered an event older
+than ``backfill_age_s`` within the last three ticks: history is being
+imported there, so the stream does not yet judge their channels idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +47,8 @@ __all__ = ["Packer", "PackerStats"]
 log = logging.getLogger(__name__)
 
 _BACKOFF_S = 0.5
+#: a source that delivered old events within this many ticks is still backfilling
+_BACKFILL_TICKS = 3
 _MAX_BACKOFF_S = 30.0
 
 
@@ -52,6 +59,8 @@ class PackerStats:
     dead_lettered: int = 0
     ticks: int = 0
     lag: dict[int, int] = field(default_factory=dict)
+    #: source partitions that the last tick called backfilling
+    backfill: list[int] = field(default_factory=list)
 
 
 class Packer:
@@ -71,6 +80,7 @@ class Packer:
         tick_interval_s: float = 10.0,
         linger_s: float = 1.0,
         max_pending: int = 50_000,
+        backfill_age_s: float = 3600.0,
     ) -> None:
         self.events_topic = events_topic
         self.packed_topic = packed_topic
@@ -80,8 +90,11 @@ class Packer:
         self.tick_interval_s = tick_interval_s
         self.linger_s = linger_s
         self.max_pending = max_pending
+        self.backfill_age_s = backfill_age_s
         self.stats = PackerStats()
         self._wanted: set[int] = set()
+        #: when (monotonic) each source partition last delivered an event older than the age
+        self._old_seen: dict[int, float] = {}
         options = dict(client_options or {})
         self._consumer_args: dict[str, Any] = {
             **options,
@@ -183,6 +196,7 @@ class Packer:
         commits: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
             by_kind: dict[str, list[dict[str, Any]]] = {}
+            oldest = math.inf
             for record in records:
                 try:
                     event = slim_event(record.value, record.offset)
@@ -190,6 +204,9 @@ class Packer:
                     sends.append(await self._dead_letter(producer, tp, record, str(exc)))
                     continue
                 by_kind.setdefault(event["channel_kind"], []).append(event)
+                oldest = min(oldest, event["_t"])
+            if oldest < time.time() - self.backfill_age_s:
+                self._old_seen[tp.partition] = time.monotonic()
             for kind, events in by_kind.items():
                 partition = packed_partition(kind, self.packed_partitions)
                 for start in range(0, len(events), self.max_events):
@@ -231,7 +248,13 @@ class Packer:
             self.stats.lag[tp.partition] = max(0, ends[tp] - position)
             if position >= ends[tp]:
                 caught_up.append(tp.partition)
-        value = tick(now, caught_up, [tp.partition for tp in assigned])
+        hold = _BACKFILL_TICKS * self.tick_interval_s
+        since = time.monotonic() - hold
+        backfill = [
+            tp.partition for tp in assigned if self._old_seen.get(tp.partition, -math.inf) > since
+        ]
+        self.stats.backfill = backfill
+        value = tick(now, caught_up, [tp.partition for tp in assigned], backfill)
         sends = [
             await producer.send(self.packed_topic, value, key=b"tick", partition=partition)
             for partition in range(self.packed_partitions)

@@ -359,7 +359,11 @@ class StreamRuntime:
                 continue
             if "tick" in data:
                 engine.tick(
-                    float(data["tick"]), data["sources"], data.get("assigned"), offset=offset
+                    float(data["tick"]),
+                    data["sources"],
+                    data.get("assigned"),
+                    offset=offset,
+                    backfill=data.get("backfill", ()),
                 )
                 self.stats.ticks += 1
             else:

@@ -265,7 +265,10 @@ class PartitionEngine:
         ):
             meta.archived_at = t
         alert = meta.alert
-        if alert is not None and (t > alert["last_activity_at"] or meta.archived_at is not None):
+        if alert is not None and (
+            (t > alert["last_activity_at"] and not self._still_idle(meta, t))
+            or meta.archived_at is not None
+        ):
             self._alerts.append(
                 AlertTransition(
                     meta.channel_id,
@@ -280,6 +283,18 @@ class PartitionEngine:
                 )
             )
             meta.alert = None
+
+    def _still_idle(self, meta: ChannelMeta, t: float) -> bool:
+        """Whether activity at ``t`` leaves the channel past its idle threshold at the last tick.
+
+        Activity resolves an alert only if it ends the silence: an old event that arrives
+        late (an import of history, a client that was offline) only shortens it.
+        """
+        policy = self.policy(meta.channel_id)
+        now = self.clock.last_tick
+        return now is not None and (
+            policy.calendar.business_seconds_between(t, now) > policy.idle_business_seconds()
+        )
 
     def _request_event(
         self, current: _Event, channel_id: str, e: Mapping[str, Any], t: float, day: int
@@ -526,6 +541,7 @@ class PartitionEngine:
         assigned: Iterable[int] | None = None,
         *,
         offset: int | None = None,
+        backfill: Iterable[int] = (),
     ) -> None:
         """A packer (reading ``assigned``) has caught up with ``sources`` at wall-clock ``now``.
 
@@ -534,7 +550,10 @@ class PartitionEngine:
         partition does not hold the kind's windows back, and a burst still
         being written to several partitions at once does not make its own
         events late. Channels of caught-up sources quiet for too long get an
-        idle alert.
+        idle alert, except on the sources in ``backfill``: those have just
+        delivered old events, so history is being imported, and a channel's
+        later history may still be on its way (the packer can read all there
+        is between two parts of an import).
 
         ``offset`` is the tick's offset in the packed partition. A tick at or
         before the last one applied is a replay (offsets are committed after
@@ -553,12 +572,9 @@ class PartitionEngine:
             return
         clock.last_tick = now
         self._dirty_clock = True
+        judged = caught_up.difference(backfill)
         for meta in self.metas.values():
-            if (
-                meta.source not in caught_up
-                or meta.archived_at is not None
-                or meta.alert is not None
-            ):
+            if meta.source not in judged or meta.archived_at is not None or meta.alert is not None:
                 continue
             if meta.last_activity_at is None:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,18 +19,20 @@ from tests.scenarios import canonical
 
 # A calendar that always works, so "idle for one business minute" does not depend on the
 # weekday the test runs on.
-CATALOG = """
+CALENDAR = """
 [calendars.default]
 timezone = "UTC"
 periods = ["00:00-24:00"]
 weekdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
+"""
+HOTLINE = """
 [channels.{channel}]
 kind = "hotline"
 scope = "external"
 name = "Test hotline"
 idle_threshold = "1min business"
 """
+CATALOG = CALENDAR + HOTLINE
 
 
 def active_alerts(alertmanager: AlertmanagerProcess, channel: str) -> list[dict[str, Any]]:
@@ -91,7 +94,7 @@ def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
         assert fired["annotations"]["channel_name"] == "Test hotline"
         assert float(fired["annotations"]["threshold_business_s"]) == 60.0
 
-        back = now.strftime("%Y-%m-%d %H:%M:%S")
+        back = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")  # activity now ends the silence
         send(
             settings,
             [
@@ -120,3 +123,61 @@ def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
         minutes=1
     )
     assert resolved.ends_at == datetime.fromisoformat(back).replace(tzinfo=UTC)
+
+
+def test_history_imported_into_a_running_worker_fires_each_idle_channel_once(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A history import arrives in parts while the worker keeps up: between the parts the
+    packer has read everything there is, but the channels' later history is still coming.
+    They must not fire and resolve with every part; once the import is over, each channel
+    (quiet for a day now) fires once, and only fresh activity resolves it."""
+    name = f"h{uuid.uuid4().hex[:8]}"
+    channels = [f"hot-{name}-{i}" for i in range(3)]
+    catalog = tmp_path / "channels.toml"
+    catalog.write_text(CALENDAR + "".join(HOTLINE.replace("{channel}", c) for c in channels))
+    env = cli_env | {
+        "COMMPULSE_TOPICS__PACKED": f"{name}.packed",
+        "COMMPULSE_TOPICS__KPIS": f"{name}.kpis",
+        "COMMPULSE_TOPICS__ALERTS": f"{name}.alerts",
+    }
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+
+    def call(channel: str, at: datetime) -> dict[str, Any]:
+        when = at.strftime("%Y-%m-%d %H:%M:%S")
+        return canonical(
+            when, "call_received", channel, "hotline", conversation_id=f"c-{when}", role="customer"
+        )
+
+    # Ticks every 2 s: a source is backfilling for 6 s after it delivered old events.
+    with worker(
+        env, app_id=name, metrics__catalog=str(catalog), stream__tick_interval_s="2"
+    ) as running:
+        for part in range(4):  # an hour of history per part, each channel busy every minute
+            hour = start + timedelta(hours=part)
+            send(
+                settings,
+                [call(c, hour + timedelta(minutes=m)) for m in range(60) for c in channels],
+            )
+            applied = 180 * (part + 1)
+            assert wait_for(lambda: running.health()["events"] == applied, timeout=30)  # noqa: B023
+            time.sleep(3)  # a tick or more with every partition caught up (the flap's cause)
+        assert wait_for(lambda: len(_alerts(settings, name)) >= len(channels), timeout=30)
+        time.sleep(5)  # ticks that could fire again, or resolve
+        back = [call(channels[0], datetime.now(UTC))]
+        send(settings, back)
+        assert wait_for(lambda: len(_alerts(settings, name)) > len(channels), timeout=30)
+
+    transitions = [(a.channel_id, a.status) for a in _alerts(settings, name)]
+    assert sorted(transitions) == sorted(
+        [(c, "firing") for c in channels] + [(channels[0], "resolved")]
+    )
+    last = start + timedelta(hours=3, minutes=59)
+    assert {a.last_activity_at for a in _alerts(settings, name)} == {last}
+
+
+def _alerts(settings: Settings, name: str) -> list[IdleAlert]:
+    return [
+        IdleAlert.from_json(r.value)
+        for r in consume_all(settings.kafka.bootstrap_servers, f"{name}.alerts")
+    ]

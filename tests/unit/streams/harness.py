@@ -82,11 +82,12 @@ class Run:
         assigned: list[int] | None = None,
         *,
         offset: int | None = None,
+        backfill: list[int] | None = None,
     ) -> int:
         """A tick at the next packed offset (or again at ``offset``: a replay); its offset."""
         if offset is None:
             offset, self.packed = self.packed, self.packed + 1
-        self.engine.tick(ts(at), sources, assigned, offset=offset)
+        self.engine.tick(ts(at), sources, assigned, offset=offset, backfill=backfill or ())
         self.collect()
         return offset
 

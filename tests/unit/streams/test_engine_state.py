@@ -56,6 +56,36 @@ def test_an_idle_channel_fires_once_and_resolves_on_activity() -> None:
     )
 
 
+def test_no_alert_while_a_source_delivers_history_then_one_alert_from_its_last_activity() -> None:
+    run = Run()
+    hot = {"channel": "hot-2", "kind": "hotline", "actor": "x", "role": "customer"}
+    run.feed(run.event("2026-11-16 10:00", "call_received", **hot, conversation_id="k"))
+    run.tick("2026-11-16 14:00", sources=[0], backfill=[0])  # caught up between two parts
+    run.feed(run.event("2026-11-16 10:30", "call_received", **hot, conversation_id="k2"))
+    run.tick("2026-11-16 14:00:10", sources=[0], backfill=[0])
+    assert run.alerts == []
+    run.tick("2026-11-16 14:00:20", sources=[0], backfill=[3])  # the import is over here
+    run.tick("2026-11-16 14:00:30", sources=[0])
+    [firing] = run.alerts
+    assert (firing.status, firing.last_activity_at) == ("firing", ts("2026-11-16 10:30"))
+    assert firing.starts_at == ts("2026-11-16 13:30")  # 10:30 + 2 business hours (10:30-12, 13-)
+    assert firing.idle_business_s == 2.5 * 3600 + 20
+
+
+def test_old_activity_resolves_an_alert_only_if_it_ends_the_silence() -> None:
+    run = Run()
+    hot = {"channel": "hot-2", "kind": "hotline", "actor": "x", "role": "customer"}
+    run.feed(run.event("2026-11-16 10:00", "call_received", **hot, conversation_id="k"))
+    run.tick("2026-11-16 14:00", sources=[0])
+    assert [a.status for a in run.alerts] == ["firing"]  # 3 business hours idle
+    run.feed(run.event("2026-11-16 10:30", "call_received", **hot, conversation_id="k2"))
+    assert [a.status for a in run.alerts] == ["firing"]  # still 2.5 business hours idle at 14:00
+    run.feed(run.event("2026-11-16 12:30", "call_received", **hot, conversation_id="k3"))
+    firing, resolved = run.alerts  # 1 business hour (13-14) is within the threshold
+    assert (resolved.status, resolved.ends_at) == ("resolved", ts("2026-11-16 12:30"))
+    assert resolved.last_activity_at == firing.last_activity_at == ts("2026-11-16 10:00")
+
+
 def test_no_alert_while_a_source_lags_or_for_an_archived_channel() -> None:
     run = Run()
     e = run.event

@@ -24,11 +24,12 @@ def test_an_envelope_and_a_tick_come_back_as_packed() -> None:
     slim = slim_event(orjson.dumps(EVENT), 41)
     assert slim["_o"] == 41 and slim["_t"] == 1767600000.0 and "body" not in slim
     assert unpack(pack(3, [slim])) == {"v": 1, "src": 3, "events": [slim]}
-    assert unpack(tick(1.5, [2, 0], [0, 1, 2])) == {
+    assert unpack(tick(1.5, [2, 0], [0, 1, 2], backfill=[2])) == {
         "v": 1,
         "tick": 1.5,
         "sources": [0, 2],
         "assigned": [0, 1, 2],
+        "backfill": [2],
     }
 
 
@@ -45,6 +46,7 @@ def test_an_envelope_and_a_tick_come_back_as_packed() -> None:
         (b'{"v": 1, "tick": "now", "sources": []}', "a tick needs a number 'tick'"),
         (b'{"v": 1, "tick": 1.0, "sources": ["0"]}', "a tick needs a number 'tick'"),
         (b'{"v": 1, "tick": 1.0, "sources": [], "assigned": 3}', "'assigned' is not a list"),
+        (b'{"v": 1, "tick": 1.0, "sources": [], "backfill": [[1]]}', "'backfill' is not a list"),
     ],
 )
 def test_anything_else_is_a_decode_problem_with_the_reason(value: bytes, reason: str) -> None:
