@@ -7,12 +7,12 @@ len(packed partitions)`` in ``P`` (see :meth:`Packer.follow`), so the work
 follows faust's assignment and every source partition has one packer. It reads
 for up to ``linger_s`` (so that envelopes stay large when events trickle in:
 the worker's cost is per envelope and per batch far more than per event),
-groups each source partition's events by kind into envelopes, sends them,
-waits for the acknowledgements, and only then commits the source offsets
-(under the group ``<app id>-packer``, for storage only). What failed to send
-is packed again on the next try. After a
-crash or a handover some envelopes are packed twice; the stream applies each
-event at most once, by offset. A record the stream cannot use goes to the
+groups each source partition's events by kind into envelopes, sends them
+(each packed partition's in turn, see :meth:`Packer._send_in_turn`), waits for
+the acknowledgements, and only then commits the source offsets (under the
+group ``<app id>-packer``, for storage only). What failed to send is packed
+again on the next try. After a crash or a handover some envelopes are packed
+twice; the stream applies each event at most once, by offset. A record the stream cannot use goes to the
 dead-letter topic with the reason.
 
 Every tick also names the source partitions that delivered an event older
@@ -192,7 +192,9 @@ class Packer:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
     ) -> None:
-        sends = []
+        letters = []
+        #: per packed partition, its envelopes in order: (key, value)
+        envelopes: dict[int, list[tuple[bytes, bytes]]] = {}
         commits: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
             by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -201,29 +203,47 @@ class Packer:
                 try:
                     event = slim_event(record.value, record.offset)
                 except DecodeProblem as exc:
-                    sends.append(await self._dead_letter(producer, tp, record, str(exc)))
+                    letters.append(await self._dead_letter(producer, tp, record, str(exc)))
                     continue
                 by_kind.setdefault(event["channel_kind"], []).append(event)
                 oldest = min(oldest, event["_t"])
             if oldest < time.time() - self.backfill_age_s:
                 self._old_seen[tp.partition] = time.monotonic()
             for kind, events in by_kind.items():
-                partition = packed_partition(kind, self.packed_partitions)
+                chain = envelopes.setdefault(packed_partition(kind, self.packed_partitions), [])
                 for start in range(0, len(events), self.max_events):
                     chunk = events[start : start + self.max_events]
-                    sends.append(
-                        await producer.send(
-                            self.packed_topic,
-                            pack(tp.partition, chunk),
-                            key=kind.encode(),
-                            partition=partition,
-                        )
-                    )
-                    self.stats.envelopes += 1
+                    chain.append((kind.encode(), pack(tp.partition, chunk)))
                 self.stats.events += len(events)
             commits[tp] = records[-1].offset + 1
-        await asyncio.gather(*sends)  # acknowledged before the source offsets are committed
+        # Acknowledged before the source offsets are committed. A failure cancels the other
+        # partitions' sends and leaves everything pending, to be packed again.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for partition, chain in envelopes.items():
+                    group.create_task(self._send_in_turn(producer, partition, chain))
+                for letter in letters:
+                    group.create_task(_delivered(letter))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # a KafkaError: the loop tries again
         await consumer.commit(commits)
+
+    async def _send_in_turn(
+        self, producer: AIOKafkaProducer, partition: int, envelopes: list[tuple[bytes, bytes]]
+    ) -> None:
+        """One packed partition's envelopes, each sent once the one before it is acknowledged.
+
+        The stream applies a channel's events at most once, by source offset, so an
+        envelope must never land after a later one of its source: if one fails (a batch
+        that expired while its partition had no leader, say) and a later one were already
+        on its way, the later one would land first, and the failed one's events, packed
+        again, would be skipped as applied.
+        """
+        for key, value in envelopes:
+            await _delivered(
+                await producer.send(self.packed_topic, value, key=key, partition=partition)
+            )
+            self.stats.envelopes += 1
 
     async def _dead_letter(
         self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, reason: str
@@ -261,3 +281,7 @@ class Packer:
         ]
         await asyncio.gather(*sends)
         self.stats.ticks += 1
+
+
+async def _delivered(sent: asyncio.Future[Any]) -> None:
+    await sent
