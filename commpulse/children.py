@@ -69,9 +69,13 @@ class Child:
         """The exit code once the child has ended, else None."""
         return self.process.poll() if self.process else None
 
-    def tail(self, lines: int = 20) -> str:
+    def tail(self, lines: int = 20, *, window: int = 64 * 1024) -> str:
+        """The last ``lines`` lines of the log, read from its last ``window`` bytes (a log
+        nobody rotated can be large)."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as file:
+                file.seek(max(0, file.seek(0, os.SEEK_END) - window))
+                text = file.read().decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
