@@ -82,9 +82,16 @@ class _Collector(Collector):
         lag = GaugeMetricFamily(
             "commpulse_packer_lag", "Records not yet packed", labels=["partition"]
         )
+        backfill = GaugeMetricFamily(
+            "commpulse_packer_backfill",
+            "1 while a partition delivers history (its channels are not judged idle meanwhile)",
+            labels=["partition"],
+        )
         for partition, records in sorted(self.packer.lag.items()):
             lag.add_metric([str(partition)], records)
+            backfill.add_metric([str(partition)], float(partition in self.packer.backfill))
         yield lag
+        yield backfill
 
 
 def exposition(runtime: StreamRuntime, packer: PackerStats) -> tuple[bytes, str]:

@@ -149,9 +149,9 @@ def test_history_imported_into_a_running_worker_fires_each_idle_channel_once(
             when, "call_received", channel, "hotline", conversation_id=f"c-{when}", role="customer"
         )
 
-    # Ticks every 2 s: a source is backfilling for 6 s after it delivered old events.
+    # Ticks every 3 s: a source is backfilling for 9 s after it delivered old events.
     with worker(
-        env, app_id=name, metrics__catalog=str(catalog), stream__tick_interval_s="2"
+        env, app_id=name, metrics__catalog=str(catalog), stream__tick_interval_s="3"
     ) as running:
         for part in range(4):  # an hour of history per part, each channel busy every minute
             hour = start + timedelta(hours=part)
@@ -161,9 +161,18 @@ def test_history_imported_into_a_running_worker_fires_each_idle_channel_once(
             )
             applied = 180 * (part + 1)
             assert wait_for(lambda: running.health()["events"] == applied, timeout=30)  # noqa: B023
-            time.sleep(3)  # a tick or more with every partition caught up (the flap's cause)
+            assert wait_for(lambda: running.health()["packer_backfill"], timeout=10)
+            metrics = httpx.get(f"{running.url}/metrics", timeout=5).text
+            assert any(  # the part was read within three ticks
+                line.startswith("commpulse_packer_backfill{") and line.endswith(" 1.0")
+                for line in metrics.splitlines()
+            )
+            time.sleep(3.5)  # a tick or more with every partition caught up (the flap's cause)
         assert wait_for(lambda: len(_alerts(settings, name)) >= len(channels), timeout=30)
-        time.sleep(5)  # ticks that could fire again, or resolve
+        time.sleep(7)  # ticks that could fire again, or resolve
+        assert running.health()["packer_backfill"] == []
+        metrics = httpx.get(f"{running.url}/metrics", timeout=5).text
+        assert 'commpulse_packer_backfill{partition="0"} 0.0' in metrics
         back = [call(channels[0], datetime.now(UTC))]
         send(settings, back)
         assert wait_for(lambda: len(_alerts(settings, name)) > len(channels), timeout=30)
