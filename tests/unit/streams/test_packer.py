@@ -113,25 +113,3 @@ def test_a_failed_envelope_is_packed_again_before_any_later_one_of_its_source_la
     email = producer.delivered[packed_partition("email", 12)]
     assert [[e["_o"] for e in unpack(v)["events"]] for v in email] == [[0, 1], [2, 3], [4, 5], [6]]
     assert consumer.commits == [{SOURCE: 10}]
-
-
-def test_every_envelope_of_a_partition_is_sent_in_source_order() -> None:
-    records = [record(o, "c-email", "email") for o in range(9)]
-    packer = Packer(
-        bootstrap_servers="unused",
-        events_topic=EVENTS,
-        packed_topic="packed",
-        packed_partitions=12,
-        dlq_topic="dlq",
-        group_id="g",
-        max_events=4,
-    )
-    producer = Producer(fail_partition=None)
-    asyncio.run(packer._pack({SOURCE: records}, Consumer(), producer))
-    [values] = producer.delivered.values()
-    assert [[e["_o"] for e in unpack(v)["events"]] for v in values] == [
-        [0, 1, 2, 3],
-        [4, 5, 6, 7],
-        [8],
-    ]
-    assert packer.stats.envelopes == 3 and packer.stats.events == 9
