@@ -12,8 +12,8 @@ groups each source partition's events by kind into envelopes, sends them
 the acknowledgements, and only then commits the source offsets (under the
 group ``<app id>-packer``, for storage only). What failed to send is packed
 again on the next try. After a crash or a handover some envelopes are packed
-twice; the stream applies each event at most once, by offset. A record the stream cannot use goes to the
-dead-letter topic with the reason.
+twice; the stream applies each event at most once, by offset. A record the
+stream cannot use goes to the dead-letter topic with the reason.
 
 Every tick also names the source partitions that delivered an event older
 than ``backfill_age_s`` within the last three ticks: history is being
@@ -196,6 +196,7 @@ class Packer:
         #: per packed partition, its envelopes in order: (key, value)
         envelopes: dict[int, list[tuple[bytes, bytes]]] = {}
         commits: dict[TopicPartition, int] = {}
+        packed = 0
         for tp, records in batches.items():
             by_kind: dict[str, list[dict[str, Any]]] = {}
             oldest = math.inf
@@ -214,7 +215,7 @@ class Packer:
                 for start in range(0, len(events), self.max_events):
                     chunk = events[start : start + self.max_events]
                     chain.append((kind.encode(), pack(tp.partition, chunk)))
-                self.stats.events += len(events)
+                packed += len(events)
             commits[tp] = records[-1].offset + 1
         # Acknowledged before the source offsets are committed. A failure cancels the other
         # partitions' sends and leaves everything pending, to be packed again.
@@ -227,6 +228,7 @@ class Packer:
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None  # a KafkaError: the loop tries again
         await consumer.commit(commits)
+        self.stats.events += packed
 
     async def _send_in_turn(
         self, producer: AIOKafkaProducer, partition: int, envelopes: list[tuple[bytes, bytes]]

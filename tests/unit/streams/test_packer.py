@@ -113,3 +113,4 @@ def test_a_failed_envelope_is_packed_again_before_any_later_one_of_its_source_la
     email = producer.delivered[packed_partition("email", 12)]
     assert [[e["_o"] for e in unpack(v)["events"]] for v in email] == [[0, 1], [2, 3], [4, 5], [6]]
     assert consumer.commits == [{SOURCE: 10}]
+    assert packer.stats.events == 10  # counted once, when committed
