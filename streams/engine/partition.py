@@ -568,10 +568,11 @@ class PartitionEngine:
         caught_up = set(sources)
         self._idle_groups(caught_up, set(assigned) if assigned is not None else caught_up)
         clock = self.clock
-        if clock.last_tick is not None and now <= clock.last_tick:
-            return
-        clock.last_tick = now
-        self._dirty_clock = True
+        if clock.last_tick is None or now > clock.last_tick:
+            clock.last_tick = now
+            self._dirty_clock = True
+        # Another worker's tick can be a little older than the last one (their clocks and
+        # sends are not in step): it still judges its own sources, against its own time.
         judged = caught_up.difference(backfill)
         for meta in self.metas.values():
             if meta.source not in judged or meta.archived_at is not None or meta.alert is not None:

@@ -72,6 +72,16 @@ def test_no_alert_while_a_source_delivers_history_then_one_alert_from_its_last_a
     assert firing.idle_business_s == 2.5 * 3600 + 20
 
 
+def test_a_tick_of_another_worker_whose_clock_is_a_little_behind_still_judges_its_sources() -> None:
+    run = Run(sources=2)
+    hot = {"channel": "hot-2", "kind": "hotline", "actor": "x", "role": "customer"}
+    run.feed(run.event("2026-11-16 10:00", "call_received", **hot, conversation_id="k"), src=1)
+    run.tick("2026-11-16 14:00:05", sources=[0], assigned=[0])  # worker A's packer
+    run.tick("2026-11-16 14:00:00", sources=[1], assigned=[1])  # B's, its clock 5 s behind
+    [firing] = run.alerts
+    assert (firing.channel_id, firing.idle_business_s) == ("hot-2", 3 * 3600)
+
+
 def test_old_activity_resolves_an_alert_only_if_it_ends_the_silence() -> None:
     run = Run()
     hot = {"channel": "hot-2", "kind": "hotline", "actor": "x", "role": "customer"}
