@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 _BACKOFF_S = 0.5
 #: a source that delivered old events within this many ticks is still backfilling
 _BACKFILL_TICKS = 3
+#: a source backfilling this long is logged (no idle alerts for its channels meanwhile)
+_LONG_BACKFILL_S = 3600.0
 _MAX_BACKOFF_S = 30.0
 
 
@@ -95,6 +97,9 @@ class Packer:
         self._wanted: set[int] = set()
         #: when (monotonic) each source partition last delivered an event older than the age
         self._old_seen: dict[int, float] = {}
+        #: when (monotonic) each backfilling source began, and when it was last logged
+        self._backfill_began: dict[int, float] = {}
+        self._backfill_logged: dict[int, float] = {}
         options = dict(client_options or {})
         self._consumer_args: dict[str, Any] = {
             **options,
@@ -270,11 +275,7 @@ class Packer:
             self.stats.lag[tp.partition] = max(0, ends[tp] - position)
             if position >= ends[tp]:
                 caught_up.append(tp.partition)
-        hold = _BACKFILL_TICKS * self.tick_interval_s
-        since = time.monotonic() - hold
-        backfill = [
-            tp.partition for tp in assigned if self._old_seen.get(tp.partition, -math.inf) > since
-        ]
+        backfill = self._backfilling([tp.partition for tp in assigned], time.monotonic())
         self.stats.backfill = backfill
         value = tick(now, caught_up, [tp.partition for tp in assigned], backfill)
         sends = [
@@ -283,6 +284,33 @@ class Packer:
         ]
         await asyncio.gather(*sends)
         self.stats.ticks += 1
+
+    def _backfilling(self, partitions: list[int], at: float) -> list[int]:
+        """Those of ``partitions`` that delivered an event older than ``backfill_age_s``
+        within the last three ticks (``at``: the monotonic time now).
+
+        A partition that has backfilled for an hour is logged, and again every hour: its
+        channels get no idle alerts meanwhile, which is right for an import of history and
+        wrong for a source whose events always arrive that late.
+        """
+        since = at - _BACKFILL_TICKS * self.tick_interval_s
+        backfill = [p for p in partitions if self._old_seen.get(p, -math.inf) > since]
+        for partition in set(self._backfill_began) - set(backfill):
+            del self._backfill_began[partition]
+        for partition in backfill:
+            began = self._backfill_began.setdefault(partition, at)
+            logged = self._backfill_logged.get(partition, -math.inf)
+            if at - began >= _LONG_BACKFILL_S and at - logged >= _LONG_BACKFILL_S:
+                self._backfill_logged[partition] = at
+                log.warning(
+                    "partition=%s has delivered events older than backfill_age_s=%.0f for %.0f "
+                    "min: no idle alerts for its channels meanwhile (raise stream.backfill_age_s "
+                    "if its events normally arrive this late)",
+                    partition,
+                    self.backfill_age_s,
+                    (at - began) / 60,
+                )
+        return backfill
 
 
 async def _delivered(sent: asyncio.Future[Any]) -> None:

@@ -5,10 +5,12 @@ the packer hands envelopes to the producer; the broker-restart test runs it for 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
@@ -114,3 +116,49 @@ def test_a_failed_envelope_is_packed_again_before_any_later_one_of_its_source_la
     assert [[e["_o"] for e in unpack(v)["events"]] for v in email] == [[0, 1], [2, 3], [4, 5], [6]]
     assert consumer.commits == [{SOURCE: 10}]
     assert packer.stats.events == 10  # counted once, when committed
+
+
+def packer_ticking_every(seconds: float) -> Packer:
+    return Packer(
+        bootstrap_servers="unused",
+        events_topic=EVENTS,
+        packed_topic="packed",
+        packed_partitions=12,
+        dlq_topic="dlq",
+        group_id="g",
+        tick_interval_s=seconds,
+    )
+
+
+def test_a_partition_is_backfilling_for_three_ticks_after_its_last_old_event() -> None:
+    packer = packer_ticking_every(10)
+    packer._old_seen = {0: 1000.0, 2: 990.0}
+    assert packer._backfilling([0, 1, 2], 1010.0) == [0, 2]
+    assert packer._backfilling([0, 1, 2], 1025.0) == [0]  # 2's last old event: 35 s ago
+    assert packer._backfilling([0, 1, 2], 1030.0) == []
+
+
+def test_a_partition_backfilling_for_an_hour_is_logged_once_an_hour(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    packer = packer_ticking_every(10)
+    caplog.set_level(logging.WARNING, logger="streams.packer")
+
+    def backfill_for(start: int, seconds: int) -> None:
+        for at in range(start, start + seconds, 10):  # an old event before every tick
+            packer._old_seen[3] = float(at)
+            assert packer._backfilling([3], float(at)) == [3]
+
+    def logged(minutes: int) -> str:
+        return (
+            f"partition=3 has delivered events older than backfill_age_s=3600 for {minutes} "
+            "min: no idle alerts for its channels meanwhile (raise stream.backfill_age_s if "
+            "its events normally arrive this late)"
+        )
+
+    backfill_for(0, 2 * 3600 + 10)
+    assert [r.getMessage() for r in caplog.records] == [logged(60), logged(120)]
+    caplog.clear()
+    assert packer._backfilling([3], 7300.0) == []  # the import is over
+    backfill_for(8000, 3590)  # another one, shorter than an hour: nothing to say
+    assert caplog.records == []
