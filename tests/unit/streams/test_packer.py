@@ -70,6 +70,19 @@ class Consumer:
         self.commits.append(dict(offsets))
 
 
+def make_packer(**options: Any) -> Packer:
+    """A packer whose clients are never started (the tests call its parts directly)."""
+    return Packer(
+        bootstrap_servers="unused",
+        events_topic=EVENTS,
+        packed_topic="packed",
+        packed_partitions=12,
+        dlq_topic="dlq",
+        group_id="g",
+        **options,
+    )
+
+
 def applied(producer: Producer) -> list[int]:
     """The source offsets a stream applies from what each packed partition got, in order:
     each channel's events at most once, skipping those at or before the last applied."""
@@ -88,15 +101,7 @@ def test_a_failed_envelope_is_packed_again_before_any_later_one_of_its_source_la
     records = [record(o, "c-email", "email") for o in range(7)]
     records += [record(o, "c-hot", "hotline") for o in range(7, 10)]
     pending = {SOURCE: records}
-    packer = Packer(
-        bootstrap_servers="unused",
-        events_topic=EVENTS,
-        packed_topic="packed",
-        packed_partitions=12,
-        dlq_topic="dlq",
-        group_id="g",
-        max_events=2,  # four envelopes of email events, two of hotline
-    )
+    packer = make_packer(max_events=2)  # four envelopes of email events, two of hotline
     producer = Producer(fail_partition=packed_partition("email", 12))
     consumer = Consumer()
 
@@ -118,20 +123,8 @@ def test_a_failed_envelope_is_packed_again_before_any_later_one_of_its_source_la
     assert packer.stats.events == 10  # counted once, when committed
 
 
-def packer_ticking_every(seconds: float) -> Packer:
-    return Packer(
-        bootstrap_servers="unused",
-        events_topic=EVENTS,
-        packed_topic="packed",
-        packed_partitions=12,
-        dlq_topic="dlq",
-        group_id="g",
-        tick_interval_s=seconds,
-    )
-
-
 def test_a_partition_is_backfilling_for_three_ticks_after_its_last_old_event() -> None:
-    packer = packer_ticking_every(10)
+    packer = make_packer(tick_interval_s=10)
     packer._old_seen = {0: 1000.0, 2: 990.0}
     assert packer._backfilling([0, 1, 2], 1010.0) == [0, 2]
     assert packer._backfilling([0, 1, 2], 1025.0) == [0]  # 2's last old event: 35 s ago
@@ -141,7 +134,7 @@ def test_a_partition_is_backfilling_for_three_ticks_after_its_last_old_event() -
 def test_a_partition_backfilling_for_an_hour_is_logged_once_an_hour(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    packer = packer_ticking_every(10)
+    packer = make_packer(tick_interval_s=10)
     caplog.set_level(logging.WARNING, logger="streams.packer")
 
     def backfill_for(start: int, seconds: int) -> None:
