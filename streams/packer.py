@@ -173,6 +173,9 @@ class Packer:
                     pending.setdefault(tp, []).extend(records)
                 now = time.time()
                 ticking = now >= next_tick
+                # Whether each source is caught up is measured before packing, so that the time
+                # packing takes (each partition's envelopes go in turn) does not count against it.
+                caught_up = await self._caught_up(consumer) if ticking else []
                 if pending and (
                     ticking  # a tick must not overtake what was read before it
                     or time.monotonic() - since >= self.linger_s
@@ -181,7 +184,7 @@ class Packer:
                     await self._pack(pending, consumer, producer)
                     pending = {}
                 if ticking:
-                    await self._tick(now, consumer, producer)
+                    await self._tick(now, caught_up, consumer, producer)
                     next_tick = now + self.tick_interval_s
                 backoff = _BACKOFF_S
             except (
@@ -261,20 +264,32 @@ class Packer:
         letter = unusable_letter(record.value or b"", where, reason, by="packer")
         return await producer.send(self.dlq_topic, letter.raw, headers=letter.headers())
 
-    async def _tick(
-        self, now: float, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
-    ) -> None:
-        """Tell every packed partition the time, and which source partitions are caught up."""
-        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+    async def _caught_up(self, consumer: AIOKafkaConsumer) -> list[int]:
+        """The source partitions read to their end; their lag goes to the stats."""
+        assigned = consumer.assignment()
         if not assigned:
-            return
-        ends = await consumer.end_offsets(assigned)
+            return []
+        ends = await consumer.end_offsets(list(assigned))
         caught_up = []
         for tp in assigned:
             position = await consumer.position(tp)
             self.stats.lag[tp.partition] = max(0, ends[tp] - position)
             if position >= ends[tp]:
                 caught_up.append(tp.partition)
+        return caught_up
+
+    async def _tick(
+        self,
+        now: float,
+        caught_up: list[int],
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        """Tell every packed partition the time, which source partitions were caught up (read to
+        their end before what was read was packed), and which are backfilling."""
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned:
+            return
         backfill = self._backfilling([tp.partition for tp in assigned], time.monotonic())
         self.stats.backfill = backfill
         value = tick(now, caught_up, [tp.partition for tp in assigned], backfill)
