@@ -175,7 +175,7 @@ class Packer:
                 ticking = now >= next_tick
                 # Whether each source is caught up is measured before packing, so that the time
                 # packing takes (each partition's envelopes go in turn) does not count against it.
-                caught_up = await self._caught_up(consumer) if ticking else []
+                sources_read, caught_up = await self._caught_up(consumer) if ticking else ([], [])
                 if pending and (
                     ticking  # a tick must not overtake what was read before it
                     or time.monotonic() - since >= self.linger_s
@@ -184,7 +184,7 @@ class Packer:
                     await self._pack(pending, consumer, producer)
                     pending = {}
                 if ticking:
-                    await self._tick(now, caught_up, consumer, producer)
+                    await self._tick(now, sources_read, caught_up, producer)
                     next_tick = now + self.tick_interval_s
                 backoff = _BACKOFF_S
             except (
@@ -264,35 +264,31 @@ class Packer:
         letter = unusable_letter(record.value or b"", where, reason, by="packer")
         return await producer.send(self.dlq_topic, letter.raw, headers=letter.headers())
 
-    async def _caught_up(self, consumer: AIOKafkaConsumer) -> list[int]:
-        """The source partitions read to their end; their lag goes to the stats."""
-        assigned = consumer.assignment()
+    async def _caught_up(self, consumer: AIOKafkaConsumer) -> tuple[list[int], list[int]]:
+        """The source partitions read, and those read to their end; their lag goes to the stats."""
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         if not assigned:
-            return []
-        ends = await consumer.end_offsets(list(assigned))
+            return [], []
+        ends = await consumer.end_offsets(assigned)
         caught_up = []
         for tp in assigned:
             position = await consumer.position(tp)
             self.stats.lag[tp.partition] = max(0, ends[tp] - position)
             if position >= ends[tp]:
                 caught_up.append(tp.partition)
-        return caught_up
+        return [tp.partition for tp in assigned], caught_up
 
     async def _tick(
-        self,
-        now: float,
-        caught_up: list[int],
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        self, now: float, assigned: list[int], caught_up: list[int], producer: AIOKafkaProducer
     ) -> None:
-        """Tell every packed partition the time, which source partitions were caught up (read to
-        their end before what was read was packed), and which are backfilling."""
-        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        """Tell every packed partition the time, the source partitions read (``assigned``),
+        those caught up (read to their end before what was read was packed), and those
+        backfilling."""
         if not assigned:
             return
-        backfill = self._backfilling([tp.partition for tp in assigned], time.monotonic())
+        backfill = self._backfilling(assigned, time.monotonic())
         self.stats.backfill = backfill
-        value = tick(now, caught_up, [tp.partition for tp in assigned], backfill)
+        value = tick(now, caught_up, assigned, backfill)
         sends = [
             await producer.send(self.packed_topic, value, key=b"tick", partition=partition)
             for partition in range(self.packed_partitions)
