@@ -265,16 +265,28 @@ class Packer:
         return await producer.send(self.dlq_topic, letter.raw, headers=letter.headers())
 
     async def _caught_up(self, consumer: AIOKafkaConsumer) -> tuple[list[int], list[int]]:
-        """The source partitions read, and those read to their end; their lag goes to the stats."""
+        """The source partitions read, and those caught up; their lag goes to the stats.
+
+        A source is caught up once everything its last fetch response found has been read:
+        position at the high watermark that response carried. That is as good as reading
+        to the end offset asked for afterwards, and unlike it stays true under a steady feed:
+        a source receiving a few thousand events a second has new ones by the time the end
+        offsets come back, so it would almost never count as caught up, and its quiet groups
+        would hold their kinds' windows open (see ``PartitionEngine.tick``). The end offsets,
+        asked for after, still give the lag, and a source at its end offset is caught up too
+        (before its first fetch, say).
+        """
         assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         if not assigned:
             return [], []
+        # Position first, then the high watermark: a fetch that lands in between can only
+        # raise the watermark, which asks for more.
+        read = [(tp, await consumer.position(tp), consumer.highwater(tp)) for tp in assigned]
         ends = await consumer.end_offsets(assigned)
         caught_up = []
-        for tp in assigned:
-            position = await consumer.position(tp)
+        for tp, position, highwater in read:
             self.stats.lag[tp.partition] = max(0, ends[tp] - position)
-            if position >= ends[tp]:
+            if position >= ends[tp] or (highwater is not None and position >= highwater):
                 caught_up.append(tp.partition)
         return [tp.partition for tp in assigned], caught_up
 
@@ -282,7 +294,7 @@ class Packer:
         self, now: float, assigned: list[int], caught_up: list[int], producer: AIOKafkaProducer
     ) -> None:
         """Tell every packed partition the time, the source partitions read (``assigned``),
-        those caught up (read to their end before what was read was packed), and those
+        those caught up (see :meth:`_caught_up`, measured before what was read was packed), and those
         backfilling."""
         if not assigned:
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +13,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
 
 from commpulse.settings import Settings
 from streams.envelopes import KINDS
@@ -239,3 +244,82 @@ def test_unusable_records_are_dead_lettered_and_a_failing_batch_stops_the_worker
         "error: the stream worker stopped: a batch failed: TypeError(\"unhashable type: 'list'\") "
         "(the log above has the traceback); start it again to go on from its state in Kafka"
     ), log[-500:]
+
+
+def test_a_quiet_kind_on_a_busy_partition_still_lets_the_kinds_windows_turn_final(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    """A source partition busy with one kind is never read to its very end at a tick: new
+    events land between reading and asking for the end offsets. Its quiet group of another
+    kind must still move up with the kind, or that kind's windows (and the channel's own
+    last ones) never turn final and their days never expire."""
+    env, app_id = stack(cli_env)
+    partitions = settings.topics.events_partitions
+
+    def source(channel: str) -> int:
+        return (murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
+
+    busy_email = f"mail-{app_id}"
+    quiet_forum = next(
+        c for i in range(1000) if source(c := f"forum-{app_id}-{i}") == source(busy_email)
+    )
+    other_forum = next(
+        c for i in range(1000) if source(c := f"forum2-{app_id}-{i}") != source(busy_email)
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    long_ago = now - timedelta(hours=3)
+
+    def at(moment: datetime, event: str, channel: str, kind: str, message: str) -> dict[str, Any]:
+        when = moment.strftime("%Y-%m-%d %H:%M:%S")
+        return canonical(when, event, channel, kind, message_id=message)
+
+    stop = threading.Event()
+
+    async def feed() -> None:
+        """Current email on the busy partition, 5,000 events a second, each sent on its own:
+        reads of one message, so that the state stays small."""
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=0)
+        await producer.start()
+        try:
+            began, sent = time.monotonic(), 0
+            while not stop.is_set():
+                event = at(datetime.now(UTC), "message_read", busy_email, "email", "m-busy")
+                await producer.send(
+                    settings.topics.events, orjson.dumps(event), key=busy_email.encode()
+                )
+                sent += 1
+                await asyncio.sleep(max(0.0, began + sent / 5000 - time.monotonic()))
+        finally:
+            await producer.stop()
+
+    with worker(env, app_id=app_id, stream__grace_s="60") as running:
+        feeding = threading.Thread(target=asyncio.run, args=(feed(),))
+        feeding.start()
+        try:
+            assert wait_for(lambda: running.health()["events"] > 20_000, timeout=60)
+            send(
+                settings,
+                [
+                    at(long_ago, "message_sent", quiet_forum, "forum", "m-quiet"),
+                    at(now, "message_sent", other_forum, "forum", "m-other"),
+                ],
+            )
+
+            def hour_finals() -> dict[str | None, tuple[float | None, ...]]:
+                return {
+                    r.channel_id: (r.value, r.numerator, r.denominator)
+                    for r in kpi_records(settings, f"{app_id}.kpis")
+                    if r.final
+                    and r.kpi == "volume"
+                    and r.channel_kind == "forum"
+                    and r.granularity == "hour"
+                    and r.window_start <= long_ago < r.window_end
+                }
+
+            assert wait_for(lambda: len(hour_finals()) == 2, timeout=30), running.health()
+            assert running.health()["late_dropped"] == 0
+        finally:
+            stop.set()
+            feeding.join()
+    # The forum channel's hour three hours ago, and its kind's, with its one message.
+    assert hour_finals() == {quiet_forum: (1.0, 1.0, None), None: (1.0, 1.0, None)}
