@@ -14,9 +14,10 @@ window's end, plus the time its facts can still change (the KPI's settle
 rule), plus grace; the same rules bound the facts (:mod:`metrics.policy`),
 so a final window never changes again. A kind's window also waits for the
 kind's group in every source partition, so that no channel can still join
-it. A source partition the packer has caught up with (read all its last fetch found) at two ticks in a row
-is idle: its groups' watermarks move up to the kind's (see :meth:`tick`), so
-that a quiet partition does not hold the kind's windows back for ever.
+it. A source partition the packer has caught up with (read all its last
+fetch found) at two ticks in a row is idle: its groups' watermarks move up to
+the kind's (see :meth:`tick`), so that a quiet partition does not hold the
+kind's windows back for ever.
 """
 
 from __future__ import annotations
