@@ -211,6 +211,12 @@ class StreamSettings(BaseModel):
         description="an event read this long after it occurred means history is being imported: "
         "its partition's channels are not judged idle until that has stopped for 3 ticks",
     )
+    state_record_bytes: int = Field(
+        512 * 1024,
+        ge=16 * 1024,
+        description="largest value of one state record; a busy channel's day is written in chunks "
+        "of this size (keep it below the cluster's max.message.bytes, 1 MiB by default)",
+    )
     pack_linger_s: float = Field(
         1.0,
         ge=0,

@@ -40,9 +40,13 @@ from streams.engine.state import (
     Clock,
     DayBucket,
     bucket_key,
+    chunk_head,
+    chunk_key,
     clock_key,
     meta_key,
+    parse_chunk_key,
     parse_key,
+    read_chunk_head,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +74,9 @@ class EngineConfig:
     behind_emit_interval_s: float = 10.0
     #: partitions of the events topic: a kind's window waits for its group in each of them
     sources: int = 1
+    #: a state record's largest value; a bigger day bucket is written in chunks of this size
+    #: (:mod:`streams.engine.state`), below Kafka's default limit of 1 MiB per record
+    max_record_bytes: int = 512 * 1024
 
     @property
     def rules(self) -> KpiRules:
@@ -148,6 +155,12 @@ class PartitionEngine:
         self.applied_events = 0
         self._dirty_buckets: set[tuple[str, int]] = set()
         self._deleted: set[tuple[str, int]] = set()
+        #: buckets written in chunks: (channel, day) -> (generation, chunks) in the changelog
+        self._chunked: dict[tuple[str, int], tuple[int, int]] = {}
+        #: the latest chunk generation per bucket that ever had chunks
+        self._generations: dict[tuple[str, int], int] = {}
+        #: chunk keys a crash left behind, deleted at the next checkpoint
+        self._stale_chunks: list[bytes] = []
         self._dirty_metas: set[str] = set()
         self._dirty_windows: set[tuple[str, Granularity, float, int]] = set()
         self._advanced: set[str] = set()
@@ -176,18 +189,46 @@ class PartitionEngine:
     ) -> PartitionEngine:
         """Rebuild from the table's entries for ``partition`` (recovered from the changelog)."""
         engine = cls(partition, config)
+        heads: list[tuple[str, int, int, int]] = []
+        chunks: dict[tuple[str, int], dict[tuple[int, int], bytes]] = {}
         for key, value in entries:
             part, kind, day, channel_id = parse_key(key)
             if part != partition:
                 continue
             if kind == "b":
                 assert day is not None and channel_id is not None
-                engine.buckets[(channel_id, day)] = DayBucket.load(channel_id, day, value)
+                head = read_chunk_head(value)
+                if head is None:
+                    engine.buckets[(channel_id, day)] = DayBucket.load(channel_id, day, value)
+                else:
+                    heads.append((channel_id, day, *head))
+            elif kind == "c":
+                channel_id, day, generation, index = parse_chunk_key(key)
+                chunks.setdefault((channel_id, day), {})[(generation, index)] = value
             elif kind == "m":
                 assert channel_id is not None
                 engine.metas[channel_id] = ChannelMeta.load(channel_id, value)
             elif kind == "clock":
                 engine.clock = Clock.load(value)
+        for channel_id, day, generation, count in heads:
+            parts = chunks.get((channel_id, day), {})
+            missing = [i for i in range(count) if (generation, i) not in parts]
+            if missing:
+                raise ValueError(
+                    f"the changelog of partition {partition} names {count} chunks of generation "
+                    f"{generation} for channel {channel_id!r} on day {day}, and lacks {missing}"
+                )
+            raw = b"".join(parts.pop((generation, i)) for i in range(count))
+            engine.buckets[(channel_id, day)] = DayBucket.load(channel_id, day, raw)
+            engine._chunked[(channel_id, day)] = (generation, count)
+            engine._generations[(channel_id, day)] = generation
+        for (channel_id, day), left in chunks.items():
+            for generation, index in left:  # a write of chunks that a crash cut short
+                engine._stale_chunks.append(
+                    chunk_key(partition, channel_id, day, generation, index)
+                )
+                latest = max(generation, engine._generations.get((channel_id, day), generation))
+                engine._generations[(channel_id, day)] = latest
         for (channel_id, day), bucket in engine.buckets.items():
             engine._days.setdefault(channel_id, set()).add(day)
             for conversation, state in bucket.requests.items():
@@ -637,14 +678,17 @@ class PartitionEngine:
 
     def checkpoint(self) -> list[tuple[bytes, bytes | None]]:
         """Table writes for everything changed since the last checkpoint; the clock comes last."""
-        writes: list[tuple[bytes, bytes | None]] = []
+        writes: list[tuple[bytes, bytes | None]] = [(key, None) for key in self._stale_chunks]
+        self._stale_chunks.clear()
         p = self.partition
         for channel_id, day in sorted(self._dirty_buckets):
             bucket = self.buckets.get((channel_id, day))
             if bucket is not None:
-                writes.append((bucket_key(p, channel_id, day), bucket.dump()))
+                writes += self._bucket_writes(channel_id, day, bucket.dump())
         for channel_id, day in sorted(self._deleted):
             writes.append((bucket_key(p, channel_id, day), None))
+            writes += self._chunks_gone(channel_id, day)
+            self._generations.pop((channel_id, day), None)
         for channel_id in sorted(self._dirty_metas):
             writes.append((meta_key(p, channel_id), self.metas[channel_id].dump()))
         if writes or self._dirty_clock:
@@ -654,6 +698,38 @@ class PartitionEngine:
         self._dirty_metas.clear()
         self._dirty_clock = False
         return writes
+
+    def _bucket_writes(
+        self, channel_id: str, day: int, raw: bytes
+    ) -> list[tuple[bytes, bytes | None]]:
+        """A bucket's records: the bucket whole, or its chunks and then their head; and then
+        tombstones for the chunks it had before (see :mod:`streams.engine.state`)."""
+        limit = self.config.max_record_bytes
+        before = self._chunks_gone(channel_id, day)
+        if len(raw) <= limit:
+            return [(bucket_key(self.partition, channel_id, day), raw), *before]
+        generation = self._generations.get((channel_id, day), -1) + 1
+        self._generations[(channel_id, day)] = generation
+        starts = range(0, len(raw), limit)
+        writes: list[tuple[bytes, bytes | None]] = [
+            (chunk_key(self.partition, channel_id, day, generation, i), raw[start : start + limit])
+            for i, start in enumerate(starts)
+        ]
+        writes.append(
+            (bucket_key(self.partition, channel_id, day), chunk_head(generation, len(starts)))
+        )
+        self._chunked[(channel_id, day)] = (generation, len(starts))
+        return writes + before
+
+    def _chunks_gone(self, channel_id: str, day: int) -> list[tuple[bytes, bytes | None]]:
+        """Tombstones for the chunks the bucket has in the changelog, if any."""
+        chunked = self._chunked.pop((channel_id, day), None)
+        if chunked is None:
+            return []
+        generation, count = chunked
+        return [
+            (chunk_key(self.partition, channel_id, day, generation, i), None) for i in range(count)
+        ]
 
     def _expire(self) -> None:
         """Forget days whose every rule has run out (their windows are final by then)."""

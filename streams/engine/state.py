@@ -7,6 +7,15 @@ activity, alert state and finalised-window markers; a :class:`Clock` per
 partition holds the watermarks. Every piece carries the source offset of the
 last event applied to it, so that replaying events after a restart applies
 each event to each piece at most once.
+
+A day bucket of a busy channel can outgrow what Kafka takes in one record
+(1 MiB by default: about 10,000 messages, or one message read by 10,000
+people). Such a bucket is written in *chunks*, each a slice of its bytes under
+a key of its own that names the chunk's generation, followed by a small head
+under the bucket's key that names the generation and the number of chunks
+(:func:`chunk_head`), and then tombstones for the generation before. Read
+back, a head takes the chunks of its generation; chunks of another one are
+what a crash left behind in the middle of such a write, and are deleted.
 """
 
 from __future__ import annotations
@@ -18,13 +27,51 @@ import orjson
 from metrics.messages import MessageState
 from metrics.requests import RequestState
 
-__all__ = ["ChannelMeta", "Clock", "DayBucket", "bucket_key", "clock_key", "meta_key", "parse_key"]
+__all__ = [
+    "ChannelMeta",
+    "Clock",
+    "DayBucket",
+    "bucket_key",
+    "chunk_head",
+    "chunk_key",
+    "clock_key",
+    "meta_key",
+    "parse_chunk_key",
+    "parse_key",
+    "read_chunk_head",
+]
 
 NONE_APPLIED: Final = -1
 
 
 def bucket_key(partition: int, channel_id: str, day: int) -> bytes:
     return f"{partition}/b/{day}/{channel_id}".encode()
+
+
+def chunk_key(partition: int, channel_id: str, day: int, generation: int, index: int) -> bytes:
+    return f"{partition}/c/{day}/{generation}/{index}/{channel_id}".encode()
+
+
+def parse_chunk_key(key: bytes) -> tuple[str, int, int, int]:
+    """``(channel_id, day, generation, index)`` of a :func:`chunk_key`."""
+    _, _, day, generation, index, channel_id = key.decode().split("/", 5)
+    return channel_id, int(day), int(generation), int(index)
+
+
+_HEAD: Final = b'{"chunks":'
+
+
+def chunk_head(generation: int, chunks: int) -> bytes:
+    """The value under a bucket's key when the bucket is written in ``chunks`` chunks."""
+    return orjson.dumps({"chunks": chunks, "gen": generation})
+
+
+def read_chunk_head(value: bytes) -> tuple[int, int] | None:
+    """``(generation, chunks)`` if ``value`` is a :func:`chunk_head`, else None (a whole bucket)."""
+    if not value.startswith(_HEAD):
+        return None
+    head = orjson.loads(value)
+    return int(head["gen"]), int(head["chunks"])
 
 
 def meta_key(partition: int, channel_id: str) -> bytes:

@@ -257,7 +257,7 @@ def test_a_quiet_kind_on_a_busy_partition_still_lets_the_kinds_windows_turn_fina
     partitions = settings.topics.events_partitions
 
     def source(channel: str) -> int:
-        return (murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
+        return int(murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
 
     busy_email = f"mail-{app_id}"
     quiet_forum = next(
@@ -323,3 +323,42 @@ def test_a_quiet_kind_on_a_busy_partition_still_lets_the_kinds_windows_turn_fina
             feeding.join()
     # The forum channel's hour three hours ago, and its kind's, with its one message.
     assert hour_finals() == {quiet_forum: (1.0, 1.0, None), None: (1.0, 1.0, None)}
+
+
+def test_a_busy_channels_day_bigger_than_a_record_is_kept_in_chunks_across_a_restart(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    """3,000 messages of one channel on one day: about 250 KB of state for that day, in
+    chunks of 16 KiB here (512 KiB by default). Before chunks, a day past the producer's
+    limit stopped the worker for good (it failed again on the same batch after a restart)."""
+    start = datetime(2025, 11, 17, 9, tzinfo=UTC)
+
+    def message(n: int) -> dict[str, Any]:
+        when = (start + timedelta(seconds=5 * n)).strftime("%Y-%m-%d %H:%M:%S")
+        return canonical(when, "message_sent", "busy-im", "im", scope="internal",
+                         role="employee", actor=f"p{n % 400}", message_id=f"m{n}")  # fmt: skip
+
+    first = [message(n) for n in range(2000)]
+    send(settings, first)
+    env, app_id = stack(cli_env)
+    limit = {"stream__state_record_bytes": "16384"}
+    with worker(env, app_id=app_id, **limit) as running:
+        caught_up(running, settings, app_id, len(first))
+    changelog = consume_all(settings.kafka.bootstrap_servers, f"{app_id}-state-changelog")
+    assert max(len(record.value or b"") for record in changelog) <= 16384
+    assert sum(b"/c/" in (record.key or b"") for record in changelog) >= 10
+
+    # The second half of the day, and a message two days later that closes it.
+    later = canonical("2025-11-19 12:00", "message_sent", "busy-im", "im", scope="internal",
+                      role="employee", message_id="last")  # fmt: skip
+    second = [message(n) for n in range(2000, 3000)] + [later]
+    send(settings, second)
+    with worker(env, app_id=app_id, **limit) as running:  # restores the day from its chunks
+        caught_up(running, settings, app_id, len(second))
+        restored = [line for line in running.log.read_text().splitlines() if "restored" in line]
+    values = finals(kpi_records(settings, f"{app_id}.kpis"))
+    day = "2025-11-17T00:00:00+00:00"
+    assert values[("busy-im", "volume", "day", day)] == (3000.0, 3000.0, None)
+    assert values[("im (internal)", "volume", "day", day)] == (3000.0, 3000.0, None)
+    assert values[("busy-im", "active_users_1d", "day", day)] == (400.0, 400.0, None)
+    assert restored, "the second worker restored nothing"

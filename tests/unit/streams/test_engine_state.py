@@ -10,7 +10,7 @@ from typing import Any
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from streams.engine import EngineConfig, PartitionEngine
-from streams.engine.state import parse_key
+from streams.engine.state import chunk_key, parse_chunk_key, parse_key, read_chunk_head
 from tests.unit.streams.harness import Run, catalog_from, ts
 
 
@@ -409,3 +409,102 @@ def test_a_day_is_kept_for_a_reopen_window_longer_than_the_state_s_retention(
 
     assert run.final("tk", "fcr_rate", "day", "2026-09-26 00:00") == (1.0, 1.0, 1.0)
     assert run.final("*ticket/external", "fcr_rate", "day", "2026-09-26 00:00") == (1.0, 1.0, 1.0)
+
+
+def _compacted(table: dict[bytes, bytes], writes: list[tuple[bytes, bytes | None]]) -> None:
+    """``writes`` as a compacted changelog keeps them: the latest value per key, tombstones delete."""
+    for key, value in writes:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+
+def _chunk_keys(table: dict[bytes, bytes]) -> set[bytes]:
+    return {key for key in table if parse_key(key)[1] == "c"}
+
+
+def _referenced_chunks(table: dict[bytes, bytes]) -> set[bytes]:
+    """The chunk keys the heads in ``table`` name."""
+    named = set()
+    for key, value in table.items():
+        _, kind, day, channel_id = parse_key(key)
+        head = read_chunk_head(value) if kind == "b" else None
+        if head is not None:
+            assert day is not None and channel_id is not None
+            generation, count = head
+            named |= {chunk_key(0, channel_id, day, generation, i) for i in range(count)}
+    return named
+
+
+def test_a_day_too_big_for_one_record_is_written_in_chunks_and_restored_whole() -> None:
+    """A busy channel's day can outgrow the largest record Kafka takes (before this, the
+    worker stopped with MessageSizeTooLargeError at 8.8 MB, and again after every restart)."""
+    config = EngineConfig(
+        Run().catalog, WindowClock("UTC"), emit_interval_s=0.0, max_record_bytes=100
+    )
+    events = _events()
+    uninterrupted = _finals(PartitionEngine(0, config), [events])
+
+    engine, table = PartitionEngine(0, config), dict[bytes, bytes]()
+    before = _finals(engine, [events[:3]])
+    _compacted(table, engine.checkpoint())
+    first_chunks = _chunk_keys(table)
+    before |= _finals(engine, [events[3:6]])
+    _compacted(table, engine.checkpoint())
+
+    assert max(len(value) for key, value in table.items() if parse_key(key)[1] == "c") <= 100
+    assert first_chunks and _chunk_keys(table) == _referenced_chunks(table)
+    assert not first_chunks & _chunk_keys(table)  # rewritten days: the old chunks are gone
+    restored = PartitionEngine.restore(0, config, list(table.items()))
+    assert {k: b.dump() for k, b in restored.buckets.items()} == {
+        k: b.dump() for k, b in engine.buckets.items()
+    }
+    assert before | _finals(restored, [events[6:]]) == uninterrupted
+
+
+def test_a_write_of_chunks_cut_short_restores_the_day_before_it_and_deletes_what_it_left() -> None:
+    """kill -9 while a day's chunks were being written, before their head: the day comes
+    back as it was (its old chunks are still there), the new ones are left over, and the
+    next checkpoint deletes them."""
+    config = EngineConfig(
+        Run().catalog, WindowClock("UTC"), emit_interval_s=0.0, max_record_bytes=100
+    )
+    events = _events()
+    uninterrupted = _finals(PartitionEngine(0, config), [events])
+    first, table = PartitionEngine(0, config), dict[bytes, bytes]()
+    before = _finals(first, [events[:4]])
+    _compacted(table, first.checkpoint())
+    _finals(first, [events[4:6]])
+    writes = first.checkpoint()
+    heads = [i for i, (key, value) in enumerate(writes) if value and read_chunk_head(value)]
+    cut = heads[0] - 1  # the first rewritten day's chunks but its last, and not its head
+    assert parse_key(writes[cut - 1][0])[1] == "c"
+    _compacted(table, writes[:cut])
+    leftovers = _chunk_keys(table) - _referenced_chunks(table)
+    assert leftovers
+
+    restarted = PartitionEngine.restore(0, config, list(table.items()))
+    after = _finals(restarted, [events[4:]])  # the replay
+    _compacted(table, restarted.checkpoint())
+    assert before | after == uninterrupted
+    assert _chunk_keys(table) == _referenced_chunks(table)
+    assert not leftovers & _chunk_keys(table) - _referenced_chunks(table)
+
+
+def test_a_day_written_in_chunks_leaves_nothing_behind_when_it_expires() -> None:
+    engine = PartitionEngine(
+        0, EngineConfig(ChannelCatalog(), WindowClock("UTC"), max_record_bytes=100)
+    )
+    events, table = _events(), dict[bytes, bytes]()
+    engine.apply(0, events[:-1])
+    engine.updates(1e12)
+    _compacted(table, engine.checkpoint())
+    assert {parse_chunk_key(key)[0] for key in _chunk_keys(table)} == {"tk", "mail"}
+
+    engine.apply(0, events[-1:])  # 2027-03-01: both November days are past every rule
+    engine.updates(1e12)
+    _compacted(table, engine.checkpoint())
+    assert _chunk_keys(table) == _referenced_chunks(table)
+    assert _chunk_keys(table) == set()  # zz's one event fits in a record
+    assert {parse_key(key)[3] for key in table if parse_key(key)[1] == "b"} == {"zz"}
