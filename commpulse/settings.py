@@ -211,11 +211,12 @@ class StreamSettings(BaseModel):
         description="an event read this long after it occurred means history is being imported: "
         "its partition's channels are not judged idle until that has stopped for 3 ticks",
     )
-    state_record_bytes: int = Field(
+    max_record_bytes: int = Field(
         512 * 1024,
         ge=16 * 1024,
-        description="largest value of one state record; a busy channel's day is written in chunks "
-        "of this size (keep it below the cluster's max.message.bytes, 1 MiB by default)",
+        description="largest record the worker writes: the packer's envelopes stay below it, and "
+        "a busy channel's day of state goes in chunks of this size (keep it below the cluster's "
+        "max.message.bytes, 1 MiB by default)",
     )
     pack_linger_s: float = Field(
         1.0,

@@ -82,7 +82,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         clock=WindowClock(settings.metrics.timezone),
         grace_s=settings.stream.grace_s,
         sources=settings.topics.events_partitions,
-        max_record_bytes=settings.stream.state_record_bytes,
+        max_record_bytes=settings.stream.max_record_bytes,
     )
 
 
@@ -126,6 +126,7 @@ def stream_config(settings: Settings, target: KafkaTarget, *, web_port: int | No
         tick_interval_s=stream.tick_interval_s,
         backfill_age_s=stream.backfill_age_s,
         pack_linger_s=stream.pack_linger_s,
+        max_record_bytes=stream.max_record_bytes,
         web_host=stream.web_host,
         web_port=port or None,
         client_options={} if embedded else settings.kafka.aiokafka_options(),

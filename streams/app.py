@@ -65,6 +65,8 @@ class StreamConfig:
     pack_linger_s: float = 1.0
     #: events per envelope: bounds the work of one processing batch (with batch_envelopes)
     envelope_events: int = 500
+    #: the largest record the worker writes: envelopes and pieces of state stay below it
+    max_record_bytes: int = 512 * 1024
     web_host: str = "127.0.0.1"
     web_port: int | None = 6066
     #: aiokafka keyword arguments for SASL/TLS (the packer)
@@ -172,6 +174,7 @@ def build_app(config: StreamConfig) -> tuple[faust.App, StreamRuntime]:
         tick_interval_s=config.tick_interval_s,
         backfill_age_s=config.backfill_age_s,
         max_events=config.envelope_events,
+        max_bytes=config.max_record_bytes,
         linger_s=config.pack_linger_s,
     )
 

@@ -52,6 +52,10 @@ _BACKFILL_TICKS = 3
 #: a source backfilling this long is logged (no idle alerts for its channels meanwhile)
 _LONG_BACKFILL_S = 3600.0
 _MAX_BACKOFF_S = 30.0
+#: an envelope's bytes besides its events (``{"v":1,"src":N,"events":[]}``), generously
+_ENVELOPE_BYTES = 64
+#: what a slim event may have that its record did not (``_o``, ``_t``, numbers written out)
+_SLIM_EXTRA_BYTES = 128
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Packer:
         group_id: str,
         client_options: Mapping[str, Any] | None = None,
         max_events: int = 2000,
+        max_bytes: int = 512 * 1024,
         tick_interval_s: float = 10.0,
         linger_s: float = 1.0,
         max_pending: int = 50_000,
@@ -89,6 +94,7 @@ class Packer:
         self.packed_partitions = packed_partitions
         self.dlq_topic = dlq_topic
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self.tick_interval_s = tick_interval_s
         self.linger_s = linger_s
         self.max_pending = max_pending
@@ -206,24 +212,32 @@ class Packer:
         commits: dict[TopicPartition, int] = {}
         packed = 0
         for tp, records in batches.items():
-            by_kind: dict[str, list[dict[str, Any]]] = {}
+            #: per kind, its events and an upper bound of each one's size in an envelope
+            by_kind: dict[str, list[tuple[dict[str, Any], int]]] = {}
             oldest = math.inf
             for record in records:
+                # A slim event keeps some of the record's fields and adds two numbers.
+                size = len(record.value or b"") + _SLIM_EXTRA_BYTES
                 try:
+                    if size > self.max_bytes - _ENVELOPE_BYTES:
+                        raise DecodeProblem(
+                            f"the event is {size - _SLIM_EXTRA_BYTES} bytes: too big for an "
+                            f"envelope of at most {self.max_bytes} bytes (stream.max_record_bytes)"
+                        )
                     event = slim_event(record.value, record.offset)
                 except DecodeProblem as exc:
                     letters.append(await self._dead_letter(producer, tp, record, str(exc)))
                     continue
-                by_kind.setdefault(event["channel_kind"], []).append(event)
+                by_kind.setdefault(event["channel_kind"], []).append((event, size))
                 oldest = min(oldest, event["_t"])
             if oldest < time.time() - self.backfill_age_s:
                 self._old_seen[tp.partition] = time.monotonic()
-            for kind, events in by_kind.items():
+            for kind, sized in by_kind.items():
                 chain = envelopes.setdefault(packed_partition(kind, self.packed_partitions), [])
-                for start in range(0, len(events), self.max_events):
-                    chunk = events[start : start + self.max_events]
-                    chain.append((kind.encode(), pack(tp.partition, chunk)))
-                packed += len(events)
+                chain += [
+                    (kind.encode(), pack(tp.partition, chunk)) for chunk in self._split(sized)
+                ]
+                packed += len(sized)
             commits[tp] = records[-1].offset + 1
         # Acknowledged before the source offsets are committed. A failure cancels the other
         # partitions' sends and leaves everything pending, to be packed again.
@@ -237,6 +251,21 @@ class Packer:
             raise failed.exceptions[0] from None  # a KafkaError: the loop tries again
         await consumer.commit(commits)
         self.stats.events += packed
+
+    def _split(self, sized: list[tuple[dict[str, Any], int]]) -> list[list[dict[str, Any]]]:
+        """Events in order, in envelopes of at most ``max_events`` events and ``max_bytes``."""
+        chunks: list[list[dict[str, Any]]] = []
+        chunk: list[dict[str, Any]] = []
+        size = _ENVELOPE_BYTES
+        for event, bytes_ in sized:
+            if chunk and (len(chunk) >= self.max_events or size + bytes_ > self.max_bytes):
+                chunks.append(chunk)
+                chunk, size = [], _ENVELOPE_BYTES
+            chunk.append(event)
+            size += bytes_
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
     async def _send_in_turn(
         self, producer: AIOKafkaProducer, partition: int, envelopes: list[tuple[bytes, bytes]]

@@ -341,7 +341,7 @@ def test_a_busy_channels_day_bigger_than_a_record_is_kept_in_chunks_across_a_res
     first = [message(n) for n in range(2000)]
     send(settings, first)
     env, app_id = stack(cli_env)
-    limit = {"stream__state_record_bytes": "16384"}
+    limit = {"stream__max_record_bytes": "16384"}
     with worker(env, app_id=app_id, **limit) as running:
         caught_up(running, settings, app_id, len(first))
     changelog = consume_all(settings.kafka.bootstrap_servers, f"{app_id}-state-changelog")

@@ -48,12 +48,17 @@ class Producer:
 
     fail_partition: int | None
     delivered: dict[int, list[bytes]] = field(default_factory=dict)
+    #: what went to the dead-letter topic: its headers
+    letters: list[dict[str, bytes]] = field(default_factory=list)
 
     async def send(self, topic: str, value: bytes, **options: Any) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         sent: asyncio.Future[None] = loop.create_future()
         partition = options.get("partition", 0)
-        if partition == self.fail_partition:
+        if topic == "dlq":
+            self.letters.append(dict(options["headers"]))
+            sent.set_result(None)
+        elif partition == self.fail_partition:
             self.fail_partition = None
             loop.call_later(0.05, sent.set_exception, KafkaTimeoutError())
         else:
@@ -155,3 +160,28 @@ def test_a_partition_backfilling_for_an_hour_is_logged_once_an_hour(
     assert packer._backfilling([3], 7300.0) == []  # the import is over
     backfill_for(8000, 3590)  # another one, shorter than an hour: nothing to say
     assert caplog.records == []
+
+
+def test_envelopes_stay_below_the_largest_record_and_an_event_too_big_for_one_is_dead_lettered() -> (
+    None
+):
+    """Kafka refuses a record over its limit (1 MiB by default): 500 events of a few KB
+    (ids of 256 characters) in one envelope would be refused, and the packer would retry
+    it for ever."""
+    long = "x" * 2000
+    records = [record(o, f"c-{long}", "email") for o in range(20)]
+    huge = record(20, "c-huge", "email")
+    huge.value = huge.value[:-1] + b', "padding": "' + b"y" * 9000 + b'"}'
+    records += [huge, record(21, "c-small", "email")]
+    packer = make_packer(max_events=500, max_bytes=8192)
+    producer, consumer = Producer(fail_partition=None), Consumer()
+    asyncio.run(packer._pack({SOURCE: records}, consumer, producer))
+
+    envelopes = producer.delivered[packed_partition("email", 12)]
+    assert max(len(value) for value in envelopes) <= 8192
+    assert len(envelopes) == 7  # events of about 2.2 KB, three to an envelope (c-small last)
+    assert [e["_o"] for v in envelopes for e in unpack(v)["events"]] == [*range(20), 21]
+    [letter] = producer.letters
+    assert letter["commpulse.source"] == b"packer:events[0]@20"
+    assert b"too big for an envelope of at most 8192 bytes" in letter["commpulse.reason"]
+    assert consumer.commits == [{SOURCE: 22}]
