@@ -8,7 +8,13 @@ from infra.broker import EmbeddedBroker, broker_binary, kafka_reachable, wait_un
 from infra.errors import BrokerError, InfraError, TopicError
 from infra.lease import BrokerLease, lease_broker, running_broker
 from infra.ports import free_port
-from infra.topics import TopicReport, TopicSpec, ensure_topics, record_counts
+from infra.topics import (
+    TopicReport,
+    TopicSpec,
+    delete_topics_named,
+    ensure_topics,
+    record_counts,
+)
 
 __all__ = [
     "AlertmanagerError",
@@ -22,6 +28,7 @@ __all__ = [
     "TopicSpec",
     "alertmanager_binary",
     "broker_binary",
+    "delete_topics_named",
     "ensure_topics",
     "free_port",
     "kafka_reachable",

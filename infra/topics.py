@@ -20,7 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from infra.errors import TopicError
 
-__all__ = ["TopicReport", "TopicSpec", "ensure_topics", "record_counts"]
+__all__ = ["TopicReport", "TopicSpec", "delete_topics_named", "ensure_topics", "record_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,30 @@ def _config_values(response: Any, topic: str) -> dict[str, str | None]:
     """Config values from kafka-python 3's describe_configs answer."""
     entries = response.get("topic", {}).get(topic, {}) if isinstance(response, dict) else {}
     return {key: entry.get("value") for key, entry in entries.items()}
+
+
+def delete_topics_named(
+    bootstrap_servers: str,
+    prefix: str,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a run's own, say); their names."""
+    if not prefix:
+        raise ValueError("an empty prefix would name every topic")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
+    except KafkaError as exc:
+        raise TopicError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+    try:
+        names = sorted(name for name in admin.list_topics() if name.startswith(prefix))
+        if names:
+            admin.delete_topics(names)
+        return names
+    except KafkaError as exc:
+        raise TopicError(f"could not delete the topics named {prefix}*: {exc}") from exc
+    finally:
+        admin.close()
 
 
 def record_counts(

@@ -9,6 +9,7 @@ sink and the stream worker against a raw consume-and-decode with aiokafka
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import uuid
@@ -24,9 +25,9 @@ from commpulse.benchmark.latency import probe_latency
 from commpulse.benchmark.quarterly import time_quarterly
 from commpulse.benchmark.soak import soak_stream
 from commpulse.children import Child
-from commpulse.kafka import connect, make_producer
+from commpulse.kafka import KafkaTarget, connect, make_producer
 from commpulse.settings import KafkaSettings, Settings, child_environment
-from infra import TopicSpec, ensure_topics, free_port
+from infra import TopicError, TopicSpec, delete_topics_named, ensure_topics, free_port
 from infra.processes import cpu_seconds, memory_kib
 from ingest import Record
 from ingest.simulator import SimulationConfig, simulate
@@ -48,129 +49,186 @@ def run_bench(
     events: int,
     quarterly_sizes: tuple[int, ...] = (1_000_000, 10_000_000),
     soak_minutes: float = 0.0,
+    keep: bool = False,
     on_stage: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run every stage once; returns the figures (see docs/performance.md)."""
+    """Run every stage once; returns the figures (see docs/performance.md).
+
+    The run's topics (one prefix) and its working directory are deleted at the end,
+    unless ``keep``; after a failure the working directory, with the worker's log, is kept.
+    """
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="commpulse-bench-"))
+    finished = False
+    with connect(settings, ensure_topics_exist=False) as target:
+        try:
+            result = _measure(
+                settings,
+                target,
+                prefix,
+                work,
+                events=events,
+                quarterly_sizes=quarterly_sizes,
+                soak_minutes=soak_minutes,
+                on_stage=on_stage,
+            )
+            finished = True
+        finally:
+            _clean_up(target, prefix, work, keep=keep, finished=finished, on_stage=on_stage)
+    return result
+
+
+def _clean_up(
+    target: KafkaTarget,
+    prefix: str,
+    work: Path,
+    *,
+    keep: bool,
+    finished: bool,
+    on_stage: Callable[[str], None],
+) -> None:
+    """Delete the run's topics, and its working directory if the run finished (see run_bench)."""
+    if keep:
+        on_stage(f"kept the topics {prefix}* and {work} (--keep)")
+        return
+    try:
+        deleted = delete_topics_named(
+            target.bootstrap_servers, prefix, client_options=target.client_options
+        )
+    except TopicError as exc:
+        on_stage(f"could not delete the topics {prefix}*: {exc}")
+    else:
+        on_stage(f"deleted the run's {len(deleted)} topics ({prefix}*)")
+    if finished:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        on_stage(f"the run failed: its working directory, with the worker's log, is {work}")
+
+
+def _measure(
+    settings: Settings,
+    target: KafkaTarget,
+    prefix: str,
+    work: Path,
+    *,
+    events: int,
+    quarterly_sizes: tuple[int, ...],
+    soak_minutes: float,
+    on_stage: Callable[[str], None],
+) -> dict[str, Any]:
     topics = settings.topics.prefixed(prefix)
     raw_topic = f"{prefix}.raw"
-    work = Path(tempfile.mkdtemp(prefix="commpulse-bench-"))
     result: dict[str, Any] = {"events": events, "rates": {}, "seconds": {}, "rss_peak_mib": {}}
     rates, seconds = result["rates"], result["seconds"]
-    with connect(settings, ensure_topics_exist=False) as target:
-        here = settings.model_copy(
-            update={
-                "kafka": settings.kafka
-                if settings.kafka.bootstrap_servers
-                else KafkaSettings(bootstrap_servers=target.bootstrap_servers),
-                "topics": topics,
-                "data_dir": work,
-            }
+    here = settings.model_copy(
+        update={
+            "kafka": settings.kafka
+            if settings.kafka.bootstrap_servers
+            else KafkaSettings(bootstrap_servers=target.bootstrap_servers),
+            "topics": topics,
+            "data_dir": work,
+        }
+    )
+    options = target.client_options
+    specs = [*topics.specs(), TopicSpec(raw_topic, topics.events_partitions)]
+    ensure_topics(target.bootstrap_servers, specs, client_options=options)
+
+    on_stage(f"simulate {events:,} events")
+    data = list(simulate(SimulationConfig(events=events, seed=1)))
+    encoded = [
+        (e["channel_id"].encode(), orjson.dumps(e, option=orjson.OPT_NAIVE_UTC)) for e in data
+    ]
+    result["event_bytes_mean"] = round(sum(len(v) for _, v in encoded) / len(encoded), 1)
+
+    on_stage("baseline: raw produce (kafka-python, as ingest configures it)")
+    rates["raw_produce"] = produce_raw(target.bootstrap_servers, raw_topic, encoded, options)
+
+    on_stage("ingest: validate, pseudonymise, produce")
+    started = time.perf_counter()
+    with make_producer(here, target) as producer:
+        sent = producer.send_many([Record(e) for e in data])
+        producer.flush()
+    rates["ingest"] = sent.accepted / (time.perf_counter() - started)
+
+    on_stage("baselines: raw consume and decode (aiokafka, kafka-python)")
+    rates["raw_consume_aiokafka"] = consume_aiokafka(
+        target.bootstrap_servers, topics.events, sent.accepted, options
+    )
+    rates["raw_consume_kafka_python"] = consume_kafka_python(
+        target.bootstrap_servers, topics.events, sent.accepted, options
+    )
+
+    on_stage("sink: from start to caught up")
+    con = open_warehouse(work / "warehouse.duckdb")
+    try:
+        loaded = run_sink(
+            con,
+            SinkConfig(
+                bootstrap_servers=target.bootstrap_servers,
+                topic=topics.events,
+                dlq_topic=topics.dlq,
+                client_options=options,
+                batch_events=here.warehouse.batch_events,
+                batch_within_s=0.5,
+            ),
+            until_caught_up=True,
         )
-        options = target.client_options
-        specs = [*topics.specs(), TopicSpec(raw_topic, topics.events_partitions)]
-        ensure_topics(target.bootstrap_servers, specs, client_options=options)
+        from metrics.channels import ChannelCatalog
+        from warehouse.build import build
 
-        on_stage(f"simulate {events:,} events")
-        data = list(simulate(SimulationConfig(events=events, seed=1)))
-        encoded = [
-            (e["channel_id"].encode(), orjson.dumps(e, option=orjson.OPT_NAIVE_UTC)) for e in data
-        ]
-        result["event_bytes_mean"] = round(sum(len(v) for _, v in encoded) / len(encoded), 1)
+        built = build(con, ChannelCatalog(), here.metrics.timezone)
+    finally:
+        con.close()
+    rates["sink"] = loaded.received / loaded.seconds
+    seconds["sink_build"] = built.seconds
+    result["rss_peak_mib"]["bench_process_with_sink"] = round(_self_rss_kib() / 1024, 1)
 
-        on_stage("baseline: raw produce (kafka-python, as ingest configures it)")
-        rates["raw_produce"] = produce_raw(target.bootstrap_servers, raw_topic, encoded, options)
-
-        on_stage("ingest: validate, pseudonymise, produce")
+    on_stage("stream worker: from start to caught up")
+    port = free_port()
+    env = child_environment(here, stream__web_port=str(port), stream__app_id=f"{prefix}-stream")
+    url = f"http://127.0.0.1:{port}"
+    with Child("stream", ["stream"], env=env, log_path=work / "stream.log") as worker:
         started = time.perf_counter()
-        with make_producer(here, target) as producer:
-            sent = producer.send_many([Record(e) for e in data])
-            producer.flush()
-        rates["ingest"] = sent.accepted / (time.perf_counter() - started)
-
-        on_stage("baselines: raw consume and decode (aiokafka, kafka-python)")
-        rates["raw_consume_aiokafka"] = consume_aiokafka(
-            target.bootstrap_servers, topics.events, sent.accepted, options
+        result["stream_health"] = _wait_caught_up(url, worker, sent.accepted)
+        elapsed = time.perf_counter() - started
+        rates["stream"] = sent.accepted / elapsed
+        seconds["stream_catch_up"] = round(elapsed, 1)
+        assert worker.pid is not None
+        # CPU time varies less than wall time when the machine is shared (it includes
+        # the worker's start: imports, faust, state restore)
+        seconds["stream_catch_up_cpu"] = round(cpu_seconds(worker.pid), 1)
+        result["stream_events_per_cpu_s"] = round(sent.accepted / seconds["stream_catch_up_cpu"])
+        # After catching up the worker still evaluates the windows the history made
+        # final, and, in its first batch that is not behind, every window changed since
+        # it last sent changes: latency is measured once that is done. The KPI topic
+        # must stay quiet through a whole tick interval, since one such batch can take
+        # longer than a few seconds (waiting 3 s, a 200,000-event run measured the end
+        # of that batch, 16-20 s, instead of the latency).
+        quiet_s = here.stream.tick_interval_s + 2.0
+        seconds["stream_settle"] = round(
+            _wait_quiet(target.bootstrap_servers, topics.kpis, options, quiet_s), 1
         )
-        rates["raw_consume_kafka_python"] = consume_kafka_python(
-            target.bootstrap_servers, topics.events, sent.accepted, options
+        on_stage("latency: event → KPI update at half the stream's rate")
+        result["latency_s"] = probe_latency(
+            here, target, rate=max(rates["stream"] / 2, 10.0), probes=200
+        )
+        assert worker.pid is not None
+        result["rss_peak_mib"]["stream_worker"] = round(memory_kib(worker.pid, "VmHWM") / 1024, 1)
+
+    if soak_minutes > 0:
+        on_stage(f"soak: a stream worker fed steadily for {soak_minutes:g} minutes")
+        result["soak"] = soak_stream(
+            here, target, prefix=prefix, work=work, minutes=soak_minutes, on_stage=on_stage
+        )
+        result["rss_peak_mib"]["stream_worker_soak"] = max(
+            rss for _, rss in result["soak"]["rss_mib"]
         )
 
-        on_stage("sink: from start to caught up")
-        con = open_warehouse(work / "warehouse.duckdb")
-        try:
-            loaded = run_sink(
-                con,
-                SinkConfig(
-                    bootstrap_servers=target.bootstrap_servers,
-                    topic=topics.events,
-                    dlq_topic=topics.dlq,
-                    client_options=options,
-                    batch_events=here.warehouse.batch_events,
-                    batch_within_s=0.5,
-                ),
-                until_caught_up=True,
-            )
-            from metrics.channels import ChannelCatalog
-            from warehouse.build import build
-
-            built = build(con, ChannelCatalog(), here.metrics.timezone)
-        finally:
-            con.close()
-        rates["sink"] = loaded.received / loaded.seconds
-        seconds["sink_build"] = built.seconds
-        result["rss_peak_mib"]["bench_process_with_sink"] = round(_self_rss_kib() / 1024, 1)
-
-        on_stage("stream worker: from start to caught up")
-        port = free_port()
-        env = child_environment(here, stream__web_port=str(port), stream__app_id=f"{prefix}-stream")
-        url = f"http://127.0.0.1:{port}"
-        with Child("stream", ["stream"], env=env, log_path=work / "stream.log") as worker:
-            started = time.perf_counter()
-            result["stream_health"] = _wait_caught_up(url, worker, sent.accepted)
-            elapsed = time.perf_counter() - started
-            rates["stream"] = sent.accepted / elapsed
-            seconds["stream_catch_up"] = round(elapsed, 1)
-            assert worker.pid is not None
-            # CPU time varies less than wall time when the machine is shared (it includes
-            # the worker's start: imports, faust, state restore)
-            seconds["stream_catch_up_cpu"] = round(cpu_seconds(worker.pid), 1)
-            result["stream_events_per_cpu_s"] = round(
-                sent.accepted / seconds["stream_catch_up_cpu"]
-            )
-            # After catching up the worker still evaluates the windows the history made
-            # final, and, in its first batch that is not behind, every window changed since
-            # it last sent changes: latency is measured once that is done. The KPI topic
-            # must stay quiet through a whole tick interval, since one such batch can take
-            # longer than a few seconds (waiting 3 s, a 200,000-event run measured the end
-            # of that batch, 16-20 s, instead of the latency).
-            quiet_s = here.stream.tick_interval_s + 2.0
-            seconds["stream_settle"] = round(
-                _wait_quiet(target.bootstrap_servers, topics.kpis, options, quiet_s), 1
-            )
-            on_stage("latency: event → KPI update at half the stream's rate")
-            result["latency_s"] = probe_latency(
-                here, target, rate=max(rates["stream"] / 2, 10.0), probes=200
-            )
-            assert worker.pid is not None
-            result["rss_peak_mib"]["stream_worker"] = round(
-                memory_kib(worker.pid, "VmHWM") / 1024, 1
-            )
-
-        if soak_minutes > 0:
-            on_stage(f"soak: a stream worker fed steadily for {soak_minutes:g} minutes")
-            result["soak"] = soak_stream(
-                here, target, prefix=prefix, work=work, minutes=soak_minutes, on_stage=on_stage
-            )
-            result["rss_peak_mib"]["stream_worker_soak"] = max(
-                rss for _, rss in result["soak"]["rss_mib"]
-            )
-
-        for size in quarterly_sizes:
-            on_stage(f"quarterly evaluation at {size:,} events (warehouse filled by SQL)")
-            filled, evaluated = time_quarterly(size, work)
-            seconds[f"quarterly_fill_{size}"] = round(filled, 2)
-            seconds[f"quarterly_eval_{size}"] = round(evaluated, 3)
+    for size in quarterly_sizes:
+        on_stage(f"quarterly evaluation at {size:,} events (warehouse filled by SQL)")
+        filled, evaluated = time_quarterly(size, work)
+        seconds[f"quarterly_fill_{size}"] = round(filled, 2)
+        seconds[f"quarterly_eval_{size}"] = round(evaluated, 3)
 
     base = rates["raw_consume_aiokafka"]
     result["ratios"] = {

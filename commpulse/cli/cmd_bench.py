@@ -36,6 +36,14 @@ def bench(
             "memory (10 for the documented run); 0 skips it.",
         ),
     ] = 0.0,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Keep the run's topics and working directory; by default they are deleted "
+            "at the end (the directory is kept after a failure).",
+        ),
+    ] = False,
 ) -> None:
     """Measure throughput, latency and memory of every stage.
 
@@ -50,6 +58,7 @@ def bench(
         events=events,
         quarterly_sizes=sizes,
         soak_minutes=soak,
+        keep=keep,
         on_stage=lambda text: err.print(f"[bold]›[/] {text}"),
     )
     _show(result)

@@ -4,7 +4,10 @@ asserted)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+from kafka import KafkaAdminClient
 
 from commpulse.settings import Settings
 from tests.integration.support import run_cli
@@ -48,3 +51,11 @@ def test_a_quick_bench_writes_complete_json(
     )
     assert "ratio" in result.stdout and "event → KPI latency" in result.stdout
     assert "soak, 0.2 min at 500/s over 2 days of event time" in result.stdout
+    # The run's topics are gone (without --keep): repeated runs do not fill the broker's disk.
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        left = [name for name in admin.list_topics() if name.startswith("bench-")]
+    finally:
+        admin.close()
+    assert left == []
+    assert re.search(r"deleted the run's \d+ topics \(bench-", result.stderr)
