@@ -437,12 +437,17 @@ def _referenced_chunks(table: dict[bytes, bytes]) -> set[bytes]:
     return named
 
 
+def _records_of_100_bytes() -> EngineConfig:
+    """State records of at most 100 bytes: every day of :func:`_events` but one goes in chunks."""
+    return EngineConfig(
+        Run().catalog, WindowClock("UTC"), emit_interval_s=0.0, max_record_bytes=100
+    )
+
+
 def test_a_day_too_big_for_one_record_is_written_in_chunks_and_restored_whole() -> None:
     """A busy channel's day can outgrow the largest record Kafka takes (before this, the
     worker stopped with MessageSizeTooLargeError at 8.8 MB, and again after every restart)."""
-    config = EngineConfig(
-        Run().catalog, WindowClock("UTC"), emit_interval_s=0.0, max_record_bytes=100
-    )
+    config = _records_of_100_bytes()
     events = _events()
     uninterrupted = _finals(PartitionEngine(0, config), [events])
 
@@ -467,9 +472,7 @@ def test_a_write_of_chunks_cut_short_restores_the_day_before_it_and_deletes_what
     """kill -9 while a day's chunks were being written, before their head: the day comes
     back as it was (its old chunks are still there), the new ones are left over, and the
     next checkpoint deletes them."""
-    config = EngineConfig(
-        Run().catalog, WindowClock("UTC"), emit_interval_s=0.0, max_record_bytes=100
-    )
+    config = _records_of_100_bytes()
     events = _events()
     uninterrupted = _finals(PartitionEngine(0, config), [events])
     first, table = PartitionEngine(0, config), dict[bytes, bytes]()
