@@ -360,6 +360,7 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
                 "partitions": sorted(runtime.engines.copy()),
                 "events": stats.events,
                 "late_dropped": stats.late_dropped,
+                "ahead_of_clock": stats.ahead_of_clock,
                 "gaps": stats.gaps,
                 "dead_lettered": stats.dead_lettered,
                 "packer_lag": packer.stats.lag,

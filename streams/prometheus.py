@@ -60,6 +60,11 @@ class _Collector(Collector):
                 stats.late_dropped,
             ),
             (
+                "commpulse_stream_ahead_of_clock",
+                "Events stamped more than grace ahead of the worker's clock (a client clock ahead)",
+                stats.ahead_of_clock,
+            ),
+            (
                 "commpulse_stream_gaps",
                 "Times records of a partition never arrived and were read again",
                 stats.gaps,

@@ -94,6 +94,8 @@ class StreamStats:
     alert_records: int = 0
     state_writes: int = 0
     late_dropped: int = 0
+    #: events stamped more than grace ahead of the worker's clock (the watermark stops at it)
+    ahead_of_clock: int = 0
     #: times records of a partition were found missing and read again
     gaps: int = 0
     #: packed records that are neither an envelope nor a tick, sent to the dead-letter topic
@@ -280,7 +282,9 @@ class StreamRuntime:
             self.stats.state_writes += len(writes)
         self.stats.kpi_records += len(outcome.kpis)
         self.stats.alert_records += len(outcome.alerts)
-        self.stats.late_dropped = sum(engine.late_dropped for engine in list(self.engines.values()))
+        running = list(self.engines.values())
+        self.stats.late_dropped = sum(engine.late_dropped for engine in running)
+        self.stats.ahead_of_clock = sum(engine.ahead_of_clock for engine in running)
         for partition, missing in outcome.gaps.items():
             await self._read_again(partition, missing)
 
@@ -368,7 +372,7 @@ class StreamRuntime:
                 self.stats.ticks += 1
             else:
                 events = data["events"]
-                engine.apply(int(data["src"]), events)
+                engine.apply(int(data["src"]), events, now)
                 self.stats.envelopes += 1
                 self.stats.events += len(events)
         for partition, engine in touched.items():

@@ -23,6 +23,7 @@ kind's windows back for ever.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -152,6 +153,10 @@ class PartitionEngine:
         self.metas: dict[str, ChannelMeta] = {}
         self.buckets: dict[tuple[str, int], DayBucket] = {}
         self.late_dropped = 0
+        #: events stamped more than grace ahead of the worker's clock: without the cap on the
+        #: watermark (see :meth:`apply`), they would have made other events late
+        self.ahead_of_clock = 0
+        self._clock_now = math.inf
         self.applied_events = 0
         self._dirty_buckets: set[tuple[str, int]] = set()
         self._deleted: set[tuple[str, int]] = set()
@@ -239,8 +244,17 @@ class PartitionEngine:
 
     # -- applying events -------------------------------------------------------
 
-    def apply(self, source: int, events: Sequence[Mapping[str, Any]]) -> None:
-        """Apply a source partition's events, in their order."""
+    def apply(
+        self, source: int, events: Sequence[Mapping[str, Any]], now: float | None = None
+    ) -> None:
+        """Apply a source partition's events, in their order.
+
+        ``now`` is the worker's wall clock. An event stamped later than that still counts,
+        but moves its group's watermark no further than ``now``: one client whose clock runs
+        ahead (or that stamps local time as UTC, 8 hours ahead in China) would otherwise
+        make every other channel of its group late, and dropped, for as long.
+        """
+        self._clock_now = math.inf if now is None else now
         for event in events:
             self._apply(source, event)
 
@@ -257,8 +271,14 @@ class PartitionEngine:
         if mark is not None and t < mark - self.config.grace_s:
             self.late_dropped += 1
             return
-        if mark is None or t > mark:
-            watermarks[group] = t
+        if t > self._clock_now:
+            if t > self._clock_now + self.config.grace_s:
+                self.ahead_of_clock += 1
+            advance = self._clock_now
+        else:
+            advance = t
+        if mark is None or advance > mark:
+            watermarks[group] = advance
             self._advanced.add(group)
         self.applied_events += 1
 

@@ -362,3 +362,39 @@ def test_a_busy_channels_day_bigger_than_a_record_is_kept_in_chunks_across_a_res
     assert values[("im (internal)", "volume", "day", day)] == (3000.0, 3000.0, None)
     assert values[("busy-im", "active_users_1d", "day", day)] == (400.0, 400.0, None)
     assert restored, "the second worker restored nothing"
+
+
+def test_an_event_stamped_hours_ahead_does_not_make_the_rest_of_its_partition_late(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    """Ingest accepts events up to a day ahead (clock skew). One stamped 8 hours ahead (local
+    time sent as UTC, in China) must not push its partition's watermark past the worker's
+    clock: before, every other channel of the kind there was dropped as late."""
+    env, app_id = stack(cli_env)
+    partitions = settings.topics.events_partitions
+
+    def source(channel: str) -> int:
+        return int(murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
+
+    skewed = f"skewed-{app_id}"
+    steady = next(c for i in range(1000) if source(c := f"im-{app_id}-{i}") == source(skewed))
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = max(now - timedelta(seconds=19), now.replace(minute=0, second=0))  # within the hour
+
+    def message(channel: str, at: datetime, n: int) -> dict[str, Any]:
+        return canonical(at.strftime("%Y-%m-%d %H:%M:%S"), "message_sent", channel, "im",
+                         scope="internal", role="employee", message_id=f"{channel}-{n}")  # fmt: skip
+
+    with worker(env, app_id=app_id) as running:
+        send(settings, [message(skewed, now + timedelta(hours=8), 0)])
+        assert wait_for(lambda: running.health()["events"] == 1, timeout=30)
+        send(settings, [message(steady, first + timedelta(seconds=n), n) for n in range(20)])
+        assert wait_for(lambda: running.health()["events"] == 21, timeout=30)
+
+        def hourly_volume() -> list[float]:
+            rows = httpx.get(f"{running.url}/kpis", params={"channel": steady}, timeout=5).json()
+            return [r["value"] for r in rows if r["kpi"] == "volume" and r["granularity"] == "hour"]
+
+        assert wait_for(lambda: hourly_volume() == [20.0], timeout=30), hourly_volume()
+        health = running.health()
+    assert (health["late_dropped"], health["ahead_of_clock"]) == (0, 1)

@@ -61,13 +61,14 @@ class Run:
             **fields,
         }
 
-    def feed(self, *events: dict[str, Any], src: int = 0) -> None:
+    def feed(self, *events: dict[str, Any], src: int = 0, clock: str | None = None) -> None:
+        """Apply ``events`` as one envelope; ``clock``: the worker's wall clock then."""
         stamped = []
         for event in events:
             offset = self.offsets.get(src, 0)
             self.offsets[src] = offset + 1
             stamped.append({**event, "_o": offset})
-        self.engine.apply(src, stamped)
+        self.engine.apply(src, stamped, None if clock is None else ts(clock))
         self.collect()
 
     def replay(self, events: list[dict[str, Any]], src: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.streams.harness import Run
+from tests.unit.streams.harness import Run, ts
 
 
 def test_read_rate_counts_distinct_readers_within_the_window() -> None:
@@ -144,6 +144,40 @@ def test_late_events_inside_grace_count_and_beyond_grace_are_dropped() -> None:
     run.finish("social")
     assert run.final("soc", "volume", "hour", "2026-11-16 10:00").value == 3
     assert run.engine.late_dropped == 1
+
+
+def test_an_event_stamped_ahead_of_the_clock_counts_without_making_its_group_late() -> None:
+    """A client that stamps local time as UTC is 8 hours ahead in China; ingest accepts a day
+    ahead (clock skew). Its event counts, but the group's watermark stops at the worker's
+    clock: before, every other channel of the kind on that partition was late by hours, and
+    dropped, until the clock caught up with the stamp."""
+    run = Run(grace_s=600)
+    e = run.event
+    im = {"kind": "im", "scope": "internal", "actor": "a"}
+    run.feed(
+        e("2026-11-16 18:05", "message_sent", "skewed", **im, message_id="s"),
+        clock="2026-11-16 10:05",
+    )
+    run.feed(
+        *(
+            e(f"2026-11-16 10:0{i}", "message_sent", "im-a", **im, message_id=f"a{i}")
+            for i in range(6)
+        ),
+        clock="2026-11-16 10:06",
+    )
+    assert (run.engine.late_dropped, run.engine.ahead_of_clock) == (0, 1)
+    assert run.engine.clock.watermarks["0/im"] == ts("2026-11-16 10:05")
+    run.feed(
+        e("2026-11-16 11:20", "message_sent", "im-a", **im, message_id="b"),
+        clock="2026-11-16 11:20",
+    )
+    assert run.final("im-a", "volume", "hour", "2026-11-16 10:00").value == 6
+    assert run.final("*im/internal", "volume", "hour", "2026-11-16 10:00").value == 6
+    run.feed(
+        e("2026-11-16 19:20", "message_sent", "im-a", **im, message_id="c"),
+        clock="2026-11-16 19:20",
+    )
+    assert run.final("skewed", "volume", "hour", "2026-11-16 18:00").value == 1  # it counts
 
 
 def test_a_final_window_never_changes() -> None:
