@@ -397,4 +397,6 @@ def test_an_event_stamped_hours_ahead_does_not_make_the_rest_of_its_partition_la
 
         assert wait_for(lambda: hourly_volume() == [20.0], timeout=30), hourly_volume()
         health = running.health()
+        metrics = httpx.get(f"{running.url}/metrics", timeout=5).text
     assert (health["late_dropped"], health["ahead_of_clock"]) == (0, 1)
+    assert "commpulse_stream_ahead_of_clock_total 1.0" in metrics.splitlines()
