@@ -72,7 +72,8 @@ class ChannelWindow:
             return []
         engine, channel_id = self._engine, self.channel_id
         meta = engine.metas[channel_id]
-        as_of = engine.clock.watermarks.get(f"{meta.source}/{meta.kind}", self.window.end)
+        mark = engine.channel_mark(meta)
+        as_of = self.window.end if mark is None else mark
         policy, rules = engine.policy(channel_id), engine.config.rules
         return [state.fact(channel_id, key, policy, rules, as_of) for key, state in requests]
 

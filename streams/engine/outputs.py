@@ -206,13 +206,16 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
     updates: list[KpiUpdate] = []
     run = _Pass(engine)
     advanced = engine.take_advanced_groups()
+    advanced_channels = engine.take_advanced_channels()
 
     # 1. Channel windows that became final.
     for channel_id, meta in engine.metas.items():
         group = f"{meta.source}/{meta.kind}"
-        if group not in advanced:
+        if group not in advanced and channel_id not in advanced_channels:
             continue
-        mark = engine.clock.watermarks[group]
+        mark = engine.channel_mark(meta)
+        if mark is None:
+            continue
         for granularity in _GRANULARITIES:
             for settle in _SETTLES:
                 key = f"{granularity}/{settle}"
@@ -232,6 +235,7 @@ def collect_updates(engine: PartitionEngine, *, emit_changes: bool) -> list[KpiU
     # 2. Kind windows that became final, in order: once no group of the kind can still add
     #    an event to the window, and every member channel with events in it is final there.
     advanced_kinds = {group.split("/", 1)[1] for group in advanced}
+    advanced_kinds |= {engine.metas[c].kind for c in advanced_channels if c in engine.metas}
     touched = {
         (meta.kind, meta.scope) for meta in engine.metas.values() if meta.kind in advanced_kinds
     }

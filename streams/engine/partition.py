@@ -6,18 +6,22 @@ state (each event applied to each piece of state at most once, by offset);
 final, and :meth:`PartitionEngine.checkpoint` what to write to the table.
 Nothing here does I/O: the faust app drives it.
 
-Lateness and finality: events of one kind from one source partition form a
-*group* and arrive in order; the group's watermark is the latest event time
-seen. An event more than ``grace`` older than its group's watermark is late
-and dropped. A window's KPIs become final once the watermark passes the
-window's end, plus the time its facts can still change (the KPI's settle
-rule), plus grace; the same rules bound the facts (:mod:`metrics.policy`),
-so a final window never changes again. A kind's window also waits for the
-kind's group in every source partition, so that no channel can still join
-it. A source partition the packer has caught up with (read all its last
-fetch found) at two ticks in a row is idle: its groups' watermarks move up to
-the kind's (see :meth:`tick`), so that a quiet partition does not hold the
-kind's windows back for ever.
+Lateness and finality: each channel's events arrive in order, and its
+watermark is the latest event time it has seen; events of one kind from one
+source partition form a *group*, whose watermark is the latest of its
+channels'. A channel that is delivering events follows its own watermark, one
+that has stopped follows its group's as well (:meth:`PartitionEngine.channel_mark`).
+An event more than ``grace`` older than its channel's watermark is late and
+dropped. A window's KPIs become final once the watermark passes the window's
+end, plus the time its facts can still change (the KPI's settle rule), plus
+grace; the same rules bound the facts (:mod:`metrics.policy`), so a final
+window never changes again. A kind's window also waits for the kind's group
+in every source partition and for its active channels, so that no channel
+known to be on its way can still join it. A source partition the packer has
+caught up with (read all its last fetch found) at two ticks in a row is idle:
+its groups' watermarks move up to the kind's (see :meth:`tick`), so that a
+quiet partition does not hold the kind's windows back for ever, and its
+channels stop being active.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ _DAY: Final = 86400.0
 _SETTLES: Final = ("none", "read_window", "response", "reopen_window")
 _KPIS_BY_SETTLE: Final = {s: tuple(k.name for k in CATALOG if k.settle == s) for s in _SETTLES}
 _GRANULARITIES: Final[tuple[Granularity, ...]] = ("hour", "day")
+#: a channel with no event among the last this many records of its source partition has
+#: stopped delivering: it follows its group's watermark again (see channel_mark)
+CURRENT_RECORDS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +176,10 @@ class PartitionEngine:
         self._dirty_metas: set[str] = set()
         self._dirty_windows: set[tuple[str, Granularity, float, int]] = set()
         self._advanced: set[str] = set()
+        #: channels whose own watermark rules them (active) and moved on
+        self._advanced_channels: set[str] = set()
+        #: per kind, the lowest watermark of its active channels (worked out once per round)
+        self._active_marks: dict[str, float] | None = None
         self._dirty_clock = False
         self._alerts: list[AlertTransition] = []
         #: last non-final result sent per (channel or None, kind/scope, kpi, granularity, start)
@@ -255,6 +266,7 @@ class PartitionEngine:
         make every other channel of its group late, and dropped, for as long.
         """
         self._clock_now = math.inf if now is None else now
+        self._active_marks = None
         for event in events:
             self._apply(source, event)
 
@@ -268,7 +280,10 @@ class PartitionEngine:
         group = f"{source}/{kind}"
         watermarks = self.clock.watermarks
         mark = watermarks.get(group)
-        if mark is not None and t < mark - self.config.grace_s:
+        # Late against the channel's own watermark while it is active: another channel's
+        # history in the same partition does not make this one's late (see channel_mark).
+        reference = self.channel_mark(meta) if meta is not None else None
+        if reference is not None and t < reference - self.config.grace_s:
             self.late_dropped += 1
             return
         if t > self._clock_now:
@@ -283,8 +298,17 @@ class PartitionEngine:
         self.applied_events += 1
 
         current = _Event(e["_o"])
+        offsets = self.clock.source_offsets
+        if current.offset > offsets.get(str(source), -1):
+            offsets[str(source)] = current.offset
         if meta is None:
             meta = self._meta(channel_id, kind, e["scope"], source)
+        # Going active, the channel keeps the watermark that ruled it, so it never moves back.
+        ruling = advance if reference is None else max(reference, advance)
+        if reference is None or ruling > reference or not meta.active:
+            self._advanced_channels.add(channel_id)
+        meta.mark = ruling
+        meta.active = True
         self._update_meta(meta, e, t)
         meta.applied = current.offset
         self._dirty_metas.add(channel_id)
@@ -569,6 +593,37 @@ class PartitionEngine:
         advanced, self._advanced = self._advanced, set()
         return advanced
 
+    def take_advanced_channels(self) -> set[str]:
+        advanced, self._advanced_channels = self._advanced_channels, set()
+        return advanced
+
+    def _current(self, meta: ChannelMeta) -> bool:
+        """Whether the channel is active and still delivering: it had an event among the last
+        :data:`CURRENT_RECORDS` records of its source partition."""
+        if not meta.active:
+            return False
+        latest = self.clock.source_offsets.get(str(meta.source), meta.applied)
+        return latest - meta.applied <= CURRENT_RECORDS
+
+    def channel_mark(self, meta: ChannelMeta) -> float | None:
+        """The watermark that rules a channel's windows, lateness and SLA statuses.
+
+        A channel that has had events since its source partition was last found idle,
+        and one among the last :data:`CURRENT_RECORDS` records of the partition, follows
+        its own watermark: its history may come after another channel's in the same
+        partition (an export written channel by channel), and the group's watermark would
+        make it late and close its windows before it has arrived. Otherwise it follows
+        its group's as well, so that a quiet channel's last windows turn final as the
+        partition moves on, also while the worker catches up on history.
+        """
+        own = meta.mark
+        if own is not None and self._current(meta):
+            return own
+        group = self.clock.watermarks.get(f"{meta.source}/{meta.kind}")
+        if own is None or group is None:
+            return group if own is None else own
+        return max(own, group)
+
     def mark_meta_dirty(self, channel_id: str) -> None:
         self._dirty_metas.add(channel_id)
 
@@ -678,6 +733,16 @@ class PartitionEngine:
         for source in assigned - caught_up:
             if clock.idle.pop(str(source), None) is not None:
                 self._dirty_clock = True
+        # Caught up at this tick and the one before: the channels of the source have
+        # delivered all they had, and follow their groups again.
+        quiet = {source for source in caught_up if str(source) in clock.idle}
+        if quiet:
+            for meta in self.metas.values():
+                if meta.active and meta.source in quiet:
+                    meta.active = False
+                    self._dirty_metas.add(meta.channel_id)
+                    self._advanced_channels.add(meta.channel_id)
+            self._active_marks = None
         for source in caught_up:
             for kind, mark in clock.idle.get(str(source), {}).items():
                 group = f"{source}/{kind}"
@@ -688,13 +753,21 @@ class PartitionEngine:
             self._dirty_clock = True
 
     def kind_watermark(self, kind: str) -> float:
-        """The lowest watermark of ``kind``'s groups over every source partition."""
+        """The lowest watermark of ``kind``'s groups over every source partition, and of its
+        active channels (one that delivers history later than the others holds it back)."""
         watermarks = self.clock.watermarks
         sources = set(range(self.config.sources))
         sources.update(
             int(group.split("/", 1)[0]) for group in watermarks if group.endswith(f"/{kind}")
         )
-        return min(watermarks.get(f"{source}/{kind}", float("-inf")) for source in sources)
+        lowest = min(watermarks.get(f"{source}/{kind}", float("-inf")) for source in sources)
+        if self._active_marks is None:
+            marks: dict[str, float] = {}
+            for meta in self.metas.values():
+                if meta.mark is not None and self._current(meta):
+                    marks[meta.kind] = min(meta.mark, marks.get(meta.kind, meta.mark))
+            self._active_marks = marks
+        return min(lowest, self._active_marks.get(kind, lowest))
 
     def checkpoint(self) -> list[tuple[bytes, bytes | None]]:
         """Table writes for everything changed since the last checkpoint; the clock comes last."""
@@ -761,7 +834,7 @@ class PartitionEngine:
                 # Restored from a checkpoint that a kill cut short: its days were written,
                 # not the channel. The replay of that batch brings the channel back.
                 continue
-            mark = self.clock.watermarks.get(f"{meta.source}/{meta.kind}")
+            mark = self.channel_mark(meta)
             if mark is None:
                 continue
             expired = [

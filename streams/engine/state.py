@@ -151,6 +151,7 @@ class ChannelMeta:
     """One channel: identity, source partition, activity, alert state, finalised windows."""
 
     __slots__ = (
+        "active",
         "alert",
         "applied",
         "archived_at",
@@ -158,6 +159,7 @@ class ChannelMeta:
         "finalized",
         "kind",
         "last_activity_at",
+        "mark",
         "scope",
         "source",
     )
@@ -174,6 +176,11 @@ class ChannelMeta:
         self.alert: dict[str, float] | None = None
         #: "granularity/settle" -> end of the last window whose KPIs of that settle class were emitted final
         self.finalized: dict[str, float] = {}
+        #: the channel's own watermark: its latest event time (no later than the worker's clock)
+        self.mark: float | None = None
+        #: whether it has had events since its source partition was last found idle: while it
+        #: has, its own watermark rules its windows, not its group's (see PartitionEngine)
+        self.active = False
 
     def dump(self) -> bytes:
         return orjson.dumps(
@@ -186,6 +193,8 @@ class ChannelMeta:
                 "ar": self.archived_at,
                 "al": self.alert,
                 "f": self.finalized,
+                "w": self.mark,
+                "ac": self.active,
             }
         )
 
@@ -198,6 +207,9 @@ class ChannelMeta:
         meta.archived_at = data["ar"]
         meta.alert = data["al"]
         meta.finalized = data["f"]
+        # Written before channels had watermarks: the group's rules, as it did then.
+        meta.mark = data.get("w")
+        meta.active = data.get("ac", False)
         return meta
 
 
@@ -208,7 +220,15 @@ class Clock:
     partition, which arrive in order; lateness and finality are judged per group.
     """
 
-    __slots__ = ("idle", "kind_finalized", "last_tick", "next_offset", "tick_offset", "watermarks")
+    __slots__ = (
+        "idle",
+        "kind_finalized",
+        "last_tick",
+        "next_offset",
+        "source_offsets",
+        "tick_offset",
+        "watermarks",
+    )
 
     def __init__(self) -> None:
         self.watermarks: dict[str, float] = {}  # "source/kind" -> max event time seen
@@ -222,6 +242,8 @@ class Clock:
         #: packed offset after the last record applied (0: none yet); records before it were
         #: all applied, so a record after it means records in between never arrived
         self.next_offset = 0
+        #: source partition -> the offset of the last event applied from it
+        self.source_offsets: dict[str, int] = {}
 
     def dump(self) -> bytes:
         return orjson.dumps(
@@ -232,6 +254,7 @@ class Clock:
                 "i": self.idle,
                 "to": self.tick_offset,
                 "n": self.next_offset,
+                "so": self.source_offsets,
             }
         )
 
@@ -245,4 +268,5 @@ class Clock:
         clock.idle = data.get("i", {})
         clock.tick_offset = data.get("to", -1)
         clock.next_offset = data.get("n", 0)
+        clock.source_offsets = data.get("so", {})
         return clock

@@ -108,10 +108,17 @@ class Run:
         self.engine = PartitionEngine.restore(0, self.engine.config, self.table.items())
 
     def finish(self, kind: str, src: int = 0) -> None:
-        """Push the group's watermark far ahead so every window of ``kind`` from ``src`` is final."""
+        """Push the group's watermark far ahead so every window of ``kind`` from ``src`` is final.
+
+        Then ``src`` is found caught up at two ticks: its channels have delivered all they had
+        and follow the group (a channel with events since then follows its own watermark).
+        The ticks call it backfilling, so that they judge no channel idle.
+        """
         self.feed(
             self.event("2027-03-01 00:00", "channel_created", f"zz-clock-{kind}", kind), src=src
         )
+        for _ in range(2):
+            self.tick("2027-03-01 00:00", sources=[src], backfill=[src])
 
     def final(self, subject: str, kpi: str, granularity: str, start: str) -> Result:
         """The final value of a channel's (or '*kind/scope') window starting at ``start``."""

@@ -171,6 +171,8 @@ def test_an_event_stamped_ahead_of_the_clock_counts_without_making_its_group_lat
         e("2026-11-16 11:20", "message_sent", "im-a", **im, message_id="b"),
         clock="2026-11-16 11:20",
     )
+    for at in ("2026-11-16 11:20", "2026-11-16 11:21"):  # the partition is idle: all arrived
+        run.tick(at, sources=[0], backfill=[0])
     assert run.final("im-a", "volume", "hour", "2026-11-16 10:00").value == 6
     assert run.final("*im/internal", "volume", "hour", "2026-11-16 10:00").value == 6
     run.feed(
