@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ from tests.integration.stream_support import (
 )
 from tests.integration.support import consume_all, run_cli, wait_for
 from tests.scenarios import CALENDAR, MONDAY, calendar_scenario, canonical, ticket_scenario
+
+
+def source_partition(channel: str, partitions: int) -> int:
+    """The events topic's partition of ``channel``'s events (Kafka's default partitioner)."""
+    return int(murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
 
 
 def stack(cli_env: dict[str, str]) -> tuple[dict[str, str], str]:
@@ -254,11 +260,7 @@ def test_a_quiet_kind_on_a_busy_partition_still_lets_the_kinds_windows_turn_fina
     kind must still move up with the kind, or that kind's windows (and the channel's own
     last ones) never turn final and their days never expire."""
     env, app_id = stack(cli_env)
-    partitions = settings.topics.events_partitions
-
-    def source(channel: str) -> int:
-        return int(murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
-
+    source = partial(source_partition, partitions=settings.topics.events_partitions)
     busy_email = f"mail-{app_id}"
     quiet_forum = next(
         c for i in range(1000) if source(c := f"forum-{app_id}-{i}") == source(busy_email)
@@ -371,11 +373,7 @@ def test_an_event_stamped_hours_ahead_does_not_make_the_rest_of_its_partition_la
     time sent as UTC, in China) must not push its partition's watermark past the worker's
     clock: before, every other channel of the kind there was dropped as late."""
     env, app_id = stack(cli_env)
-    partitions = settings.topics.events_partitions
-
-    def source(channel: str) -> int:
-        return int(murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
-
+    source = partial(source_partition, partitions=settings.topics.events_partitions)
     skewed = f"skewed-{app_id}"
     steady = next(c for i in range(1000) if source(c := f"im-{app_id}-{i}") == source(skewed))
     now = datetime.now(UTC).replace(microsecond=0)
