@@ -10,7 +10,8 @@ other partitions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,16 +58,8 @@ def ensure_topics(
     With ``strict`` a mismatch raises :class:`TopicError` listing every
     problem; otherwise the reports say so and the caller decides.
     """
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
-    except KafkaError as exc:
-        raise TopicError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-    try:
+    with _admin(bootstrap_servers, client_options, "topic administration failed") as admin:
         reports = [_ensure_one(admin, spec) for spec in specs]
-    except KafkaError as exc:
-        raise TopicError(f"topic administration failed: {exc}") from exc
-    finally:
-        admin.close()
     bad = [report for report in reports if report.status == "mismatch"]
     if strict and bad:
         raise TopicError("topics do not match their settings:\n" + "\n".join(map(str, bad)))
@@ -134,17 +127,28 @@ def delete_topics_named(
     """Delete every topic whose name starts with ``prefix`` (a run's own, say); their names."""
     if not prefix:
         raise ValueError("an empty prefix would name every topic")
+    failed = f"could not delete the topics named {prefix}*"
+    with _admin(bootstrap_servers, client_options, failed) as admin:
+        names = sorted(name for name in admin.list_topics() if name.startswith(prefix))
+        if names:
+            admin.delete_topics(names)
+    return names
+
+
+@contextmanager
+def _admin(
+    bootstrap_servers: str, client_options: Mapping[str, Any] | None, failed: str
+) -> Iterator[KafkaAdminClient]:
+    """An admin client, closed afterwards; Kafka errors become :class:`TopicError`: for
+    connecting, "cannot reach Kafka", and inside the ``with``, ``failed``."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
     except KafkaError as exc:
         raise TopicError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
     try:
-        names = sorted(name for name in admin.list_topics() if name.startswith(prefix))
-        if names:
-            admin.delete_topics(names)
-        return names
+        yield admin
     except KafkaError as exc:
-        raise TopicError(f"could not delete the topics named {prefix}*: {exc}") from exc
+        raise TopicError(f"{failed}: {exc}") from exc
     finally:
         admin.close()
 

@@ -323,8 +323,8 @@ class Packer:
         self, now: float, assigned: list[int], caught_up: list[int], producer: AIOKafkaProducer
     ) -> None:
         """Tell every packed partition the time, the source partitions read (``assigned``),
-        those caught up (see :meth:`_caught_up`, measured before what was read was packed), and those
-        backfilling."""
+        those caught up (see :meth:`_caught_up`; measured before what was read was packed),
+        and those backfilling."""
         if not assigned:
             return
         backfill = self._backfilling(assigned, time.monotonic())
