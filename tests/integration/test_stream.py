@@ -16,10 +16,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
-from kafka.partitioner.default import murmur2
 
 from commpulse.settings import Settings
 from streams.envelopes import KINDS
+from streams.keyed import default_partitions
 from tests.integration.stream_support import (
     caught_up,
     differences,
@@ -35,7 +35,7 @@ from tests.scenarios import CALENDAR, MONDAY, calendar_scenario, canonical, tick
 
 def source_partition(channel: str, partitions: int) -> int:
     """The events topic's partition of ``channel``'s events (Kafka's default partitioner)."""
-    return int(murmur2(channel.encode()) & 0x7FFFFFFF) % partitions
+    return default_partitions([channel.encode()], partitions)[0]
 
 
 def stack(cli_env: dict[str, str]) -> tuple[dict[str, str], str]:
