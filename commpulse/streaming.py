@@ -82,6 +82,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         clock=WindowClock(settings.metrics.timezone),
         grace_s=settings.stream.grace_s,
         sources=settings.topics.events_partitions,
+        packed_partitions=settings.topics.packed_partitions,
         max_record_bytes=settings.stream.max_record_bytes,
     )
 

@@ -40,7 +40,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
@@ -58,6 +58,19 @@ from metrics.policy import (
 
 __all__ = ["ChannelCatalog", "ChannelInfo"]
 
+_INTERNAL_KINDS: Final = frozenset(
+    {
+        ChannelKind.EMAIL,
+        ChannelKind.IM,
+        ChannelKind.MEETING,
+        ChannelKind.ANNOUNCEMENT,
+        ChannelKind.FORUM,
+        ChannelKind.KNOWLEDGE_BASE,
+    }
+)
+_USUAL_SCOPE: Final = {
+    kind: Scope.INTERNAL if kind in _INTERNAL_KINDS else Scope.EXTERNAL for kind in ChannelKind
+}
 _WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -223,6 +236,17 @@ class ChannelCatalog:
 
     def channel_ids(self) -> list[str]:
         return list(self._spec.channels)
+
+    def listed(self) -> list[tuple[str, ChannelKind, Scope]]:
+        """``(channel_id, kind, scope)`` of the channels the catalog gives a kind: known
+        before their first event (a channel idle from the start still shows up as idle).
+        With no scope given, a kind's usual one: internal for e-mail, IM, meetings,
+        announcements, forum and knowledge base, external for the others."""
+        return [
+            (channel_id, channel.kind, channel.scope or _USUAL_SCOPE[channel.kind])
+            for channel_id, channel in self._spec.channels.items()
+            if channel.kind is not None
+        ]
 
     def policy(self, channel_id: str, kind: ChannelKind | str) -> ChannelPolicy:
         """The policy of ``channel_id`` (a ``kind`` channel): catalog entry, then defaults."""

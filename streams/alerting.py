@@ -79,7 +79,8 @@ class IdleAlert(BaseModel):
     scope: Scope
     channel_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     severity: Severity = "warning"
-    last_activity_at: AwareDatetime
+    #: None: a channel of the catalog that has had no event since the worker listed it
+    last_activity_at: AwareDatetime | None
     threshold_business_s: Seconds
     idle_business_s: Seconds
     starts_at: AwareDatetime
@@ -131,7 +132,9 @@ class IdleAlert(BaseModel):
         """What a person reads; Alertmanager annotation values are strings."""
         notes = {
             "summary": self.summary,
-            "last_activity": rfc3339(self.last_activity_at),
+            "last_activity": (
+                "never" if self.last_activity_at is None else rfc3339(self.last_activity_at)
+            ),
             "threshold_business_s": str(self.threshold_business_s),
             "idle_business_s": str(self.idle_business_s),
         }
@@ -146,6 +149,16 @@ class IdleAlert(BaseModel):
         who = f"{self.channel_id} ({self.channel_kind.value}, {self.scope.value})"
         idle = _business_duration(self.idle_business_s)
         threshold = _short_duration(self.threshold_business_s)
+        if self.last_activity_at is None:  # listed in the catalog, never active
+            if self.status == "firing":
+                return (
+                    f"{who} has had no activity since it was listed: idle for {idle}; "
+                    f"threshold {threshold}"
+                )
+            return (
+                f"{who} is no longer idle after {idle} with no activity since it was listed; "
+                f"threshold {threshold}"
+            )
         if self.status == "firing":
             return f"{who} has been idle for {idle}; threshold {threshold}"
         return f"{who} is active again after {idle} idle; threshold {threshold}"

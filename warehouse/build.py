@@ -305,10 +305,19 @@ def _channel_health(
         "SELECT channel_id, channel_kind, scope, epoch(last_activity_at), archived_at IS NOT NULL "
         "FROM core.channels"
     ).fetchall()
+    # The catalog's channels that never had an event are idle, and have no last activity.
+    known = {channel_id for channel_id, *_ in channels}
+    for channel_id, kind, scope in catalog.listed():
+        if channel_id not in known:
+            channels.append((channel_id, kind.value, scope.value, None, False))
     for channel_id, kind, scope, last, archived in channels:
         policy = catalog.policy(channel_id, kind)
         threshold = policy.idle_business_seconds()
-        idle_for = policy.calendar.business_seconds_between(last, now.timestamp())
+        idle_for = (
+            None
+            if last is None
+            else policy.calendar.business_seconds_between(last, now.timestamp())
+        )
         rows.append(
             {
                 "channel_id": channel_id,
@@ -317,7 +326,7 @@ def _channel_health(
                 "last_activity_at": last,
                 "idle_threshold_s": threshold,
                 "idle_for_business_s": idle_for,
-                "idle": not archived and idle_for >= threshold,
+                "idle": not archived and (idle_for is None or idle_for >= threshold),
                 "archived": archived,
                 "as_of": now.timestamp(),
             }

@@ -40,6 +40,7 @@ from metrics.policy import ChannelPolicy, KpiRules
 from metrics.requests import RequestState, concerns_request, opening_type, role_in_request
 from metrics.windows import Granularity, Window, WindowClock
 from streams.engine.evaluate import TRAILING_DAYS
+from streams.engine.listed import Listed, catalog_listing, listed_key
 from streams.engine.state import (
     ChannelMeta,
     Clock,
@@ -82,6 +83,8 @@ class EngineConfig:
     behind_emit_interval_s: float = 10.0
     #: partitions of the events topic: a kind's window waits for its group in each of them
     sources: int = 1
+    #: partitions of the packed topic: which engine lists which of the catalog's channels
+    packed_partitions: int = 1
     #: a state record's largest value; a bigger day bucket is written in chunks of this size
     #: (:mod:`streams.engine.state`), below Kafka's default limit of 1 MiB per record
     max_record_bytes: int = 512 * 1024
@@ -125,7 +128,7 @@ class AlertTransition:
     channel_kind: str
     scope: str
     status: str  # "firing" or "resolved"
-    last_activity_at: float
+    last_activity_at: float | None  # None: a listed channel that never had an event
     threshold_business_s: float
     idle_business_s: float
     starts_at: float
@@ -174,6 +177,11 @@ class PartitionEngine:
         #: chunk keys a crash left behind, deleted at the next checkpoint
         self._stale_chunks: list[bytes] = []
         self._dirty_metas: set[str] = set()
+        #: catalog channels with no event yet (:mod:`streams.engine.listed`), and whether the
+        #: catalog has been read for them since this engine was made
+        self.listed: dict[str, Listed] = {}
+        self._dirty_listed: set[str] = set()
+        self._catalog_read = False
         self._dirty_windows: set[tuple[str, Granularity, float, int]] = set()
         self._advanced: set[str] = set()
         #: channels whose own watermark rules them (active) and moved on
@@ -224,6 +232,9 @@ class PartitionEngine:
             elif kind == "m":
                 assert channel_id is not None
                 engine.metas[channel_id] = ChannelMeta.load(channel_id, value)
+            elif kind == "l":
+                assert channel_id is not None
+                engine.listed[channel_id] = Listed.load(value)
             elif kind == "clock":
                 engine.clock = Clock.load(value)
         for channel_id, day, generation, count in heads:
@@ -303,6 +314,10 @@ class PartitionEngine:
             offsets[str(source)] = current.offset
         if meta is None:
             meta = self._meta(channel_id, kind, e["scope"], source)
+            listing = self.listed.pop(channel_id, None)
+            if listing is not None:  # its first event: an ordinary channel from now on
+                self._dirty_listed.add(channel_id)
+                meta.alert = listing.alert  # resolved below if this event ends the silence
         # Going active, the channel keeps the watermark that ruled it, so it never moves back.
         ruling = advance if reference is None else max(reference, advance)
         if reference is None or ruling > reference or not meta.active:
@@ -351,9 +366,11 @@ class PartitionEngine:
         ):
             meta.archived_at = t
         alert = meta.alert
-        if alert is not None and (
-            (t > alert["last_activity_at"] and not self._still_idle(meta, t))
-            or meta.archived_at is not None
+        if alert is None:
+            return
+        last = alert.get("last_activity_at")  # none: listed, and silent since
+        if ((last is None or t > last) and not self._still_idle(meta, t)) or (
+            meta.archived_at is not None
         ):
             self._alerts.append(
                 AlertTransition(
@@ -361,7 +378,7 @@ class PartitionEngine:
                     meta.kind,
                     meta.scope,
                     "resolved",
-                    alert["last_activity_at"],
+                    last,
                     alert["threshold_s"],
                     alert["idle_s"],
                     alert["since"],
@@ -696,32 +713,75 @@ class PartitionEngine:
                 continue
             if meta.last_activity_at is None:
                 continue
-            policy = self.policy(meta.channel_id)
-            threshold = policy.idle_business_seconds()
-            idle = policy.calendar.business_seconds_between(meta.last_activity_at, now)
-            if idle <= threshold:
-                continue
-            since = policy.calendar.add_business_seconds(meta.last_activity_at, threshold)
-            meta.alert = {
-                "since": since,
-                "last_activity_at": meta.last_activity_at,
-                "idle_s": idle,
-                "threshold_s": threshold,
-            }
-            self._dirty_metas.add(meta.channel_id)
-            self._alerts.append(
-                AlertTransition(
-                    meta.channel_id,
-                    meta.kind,
-                    meta.scope,
-                    "firing",
-                    meta.last_activity_at,
-                    threshold,
-                    idle,
-                    since,
-                    None,
-                )
+            meta.alert = self._idle_alert(
+                meta.channel_id, meta.kind, meta.scope, meta.last_activity_at, now
             )
+            if meta.alert is not None:
+                self._dirty_metas.add(meta.channel_id)
+        self._list_catalog(now)
+        for channel_id, listing in self.listed.items():
+            if listing.source not in judged or listing.alert is not None:
+                continue
+            listing.alert = self._idle_alert(channel_id, listing.kind, listing.scope, None, now)
+            if listing.alert is not None:
+                self._dirty_listed.add(channel_id)
+
+    def _idle_alert(
+        self, channel_id: str, kind: str, scope: str, last: float | None, now: float
+    ) -> dict[str, float] | None:
+        """A firing alert if the channel is past its idle threshold at ``now``.
+
+        ``last``: its last activity, or None for a listed channel, silent since it was listed.
+        """
+        policy = self.config.catalog.policy(channel_id, kind)
+        quiet_since = self.listed[channel_id].since if last is None else last
+        threshold = policy.idle_business_seconds()
+        idle = policy.calendar.business_seconds_between(quiet_since, now)
+        if idle <= threshold:
+            return None
+        since = policy.calendar.add_business_seconds(quiet_since, threshold)
+        alert = {"since": since, "idle_s": idle, "threshold_s": threshold}
+        if last is not None:
+            alert["last_activity_at"] = last
+        self._alerts.append(
+            AlertTransition(channel_id, kind, scope, "firing", last, threshold, idle, since, None)
+        )
+        return alert
+
+    def _list_catalog(self, now: float) -> None:
+        """List the catalog's channels of this partition that have had no event, once per
+        engine (a worker reads the catalog at start); unlist those the catalog dropped."""
+        if self._catalog_read:
+            return
+        self._catalog_read = True
+        config = self.config
+        wanted = catalog_listing(
+            config.catalog, self.partition, config.packed_partitions, config.sources
+        )
+        for channel_id, listing in list(self.listed.items()):
+            if wanted.get(channel_id) == (listing.kind, listing.scope, listing.source):
+                continue
+            del self.listed[channel_id]
+            self._dirty_listed.add(channel_id)
+            alert = listing.alert
+            if alert is not None:
+                self._alerts.append(
+                    AlertTransition(
+                        channel_id,
+                        listing.kind,
+                        listing.scope,
+                        "resolved",
+                        None,
+                        alert["threshold_s"],
+                        alert["idle_s"],
+                        alert["since"],
+                        now,
+                    )
+                )
+        for channel_id, (kind, scope, source) in wanted.items():
+            if channel_id not in self.metas and channel_id not in self.listed:
+                self.listed[channel_id] = Listed(kind, scope, source, now)
+                self._dirty_listed.add(channel_id)
 
     def _idle_groups(self, caught_up: set[int], assigned: set[int]) -> None:
         clock = self.clock
@@ -784,11 +844,15 @@ class PartitionEngine:
             self._generations.pop((channel_id, day), None)
         for channel_id in sorted(self._dirty_metas):
             writes.append((meta_key(p, channel_id), self.metas[channel_id].dump()))
+        for channel_id in sorted(self._dirty_listed):
+            listing = self.listed.get(channel_id)
+            writes.append((listed_key(p, channel_id), None if listing is None else listing.dump()))
         if writes or self._dirty_clock:
             writes.append((clock_key(p), self.clock.dump()))
         self._dirty_buckets.clear()
         self._deleted.clear()
         self._dirty_metas.clear()
+        self._dirty_listed.clear()
         self._dirty_clock = False
         return writes
 

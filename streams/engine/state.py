@@ -83,14 +83,14 @@ def clock_key(partition: int) -> bytes:
 
 
 def parse_key(key: bytes) -> tuple[int, str, int | None, str | None]:
-    """``(partition, kind, day, channel_id)`` of a table key (kind: b, m or clock)."""
+    """``(partition, kind, day, channel_id)`` of a table key (kind: b, m, l or clock)."""
     text = key.decode()
     partition, kind, *rest = text.split("/", 2)
     if kind == "b":
         day, channel_id = rest[0].split("/", 1)
         return int(partition), "b", int(day), channel_id
-    if kind == "m":
-        return int(partition), "m", None, rest[0]
+    if kind in ("m", "l"):
+        return int(partition), kind, None, rest[0]
     return int(partition), kind, None, None
 
 

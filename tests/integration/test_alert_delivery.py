@@ -125,6 +125,8 @@ def test_alert_fires_then_resolves_in_alertmanager(alertmanager: AlertmanagerPro
     async def scenario() -> None:
         now = _now()
         firing = _firing(now)
+        last_activity = firing.last_activity_at
+        assert last_activity is not None
         async with AlertDelivery(
             alertmanager_url=alertmanager.url, resend_interval=timedelta(minutes=1)
         ) as delivery:
@@ -145,7 +147,7 @@ def test_alert_fires_then_resolves_in_alertmanager(alertmanager: AlertmanagerPro
             assert shown["annotations"] == {
                 "summary": f"{firing.channel_id} (hotline, external) has been idle for "
                 "2.0 business hours; threshold 2.0 h",
-                "last_activity": rfc3339(firing.last_activity_at),
+                "last_activity": rfc3339(last_activity),
                 "threshold_business_s": "7200.0",
                 "idle_business_s": "7201.0",
                 "channel_name": "Main hotline",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,21 @@ def active_alerts(alertmanager: AlertmanagerProcess, channel: str) -> list[dict[
     return [a for a in response.json() if a["labels"].get("alertname") == "ChannelIdle"]
 
 
+def _resolved(alertmanager: AlertmanagerProcess, channel: str) -> bool:
+    return not active_alerts(alertmanager, channel)
+
+
 def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
     settings: Settings, cli_env: dict[str, str], alertmanager: AlertmanagerProcess, tmp_path: Path
 ) -> None:
+    """Also a channel of the catalog that never had an event: idle from when it was listed."""
     catalog = tmp_path / "channels.toml"
     name = f"a{uuid.uuid4().hex[:8]}"
-    hot = f"hot-{name}"
-    catalog.write_text(CATALOG.replace("{channel}", hot))
+    hot, listed = f"hot-{name}", f"listed-{name}"
+    catalog.write_text(
+        CATALOG.replace("{channel}", hot)
+        + f'[channels.{listed}]\nkind = "hotline"\nidle_threshold = "5s business"\n'
+    )
     env = cli_env | {
         "COMMPULSE_TOPICS__PACKED": f"{name}.packed",
         "COMMPULSE_TOPICS__KPIS": f"{name}.kpis",
@@ -93,6 +102,13 @@ def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
         }
         assert fired["annotations"]["channel_name"] == "Test hotline"
         assert float(fired["annotations"]["threshold_business_s"]) == 60.0
+        assert wait_for(lambda: active_alerts(alertmanager, listed), timeout=60), (
+            "the listed channel did not fire"
+        )
+        [never] = active_alerts(alertmanager, listed)
+        assert never["labels"]["scope"] == "external"  # a hotline's usual scope
+        assert never["annotations"]["last_activity"] == "never"
+        assert float(never["annotations"]["threshold_business_s"]) == 5.0
 
         back = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")  # activity now ends the silence
         send(
@@ -101,23 +117,28 @@ def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
                 canonical(
                     back,
                     "call_received",
-                    hot,
+                    channel,
                     "hotline",
                     conversation_id="c2",
                     actor="y",
                     role="customer",
                 )
+                for channel in (hot, listed)
             ],
         )
-        assert wait_for(lambda: not active_alerts(alertmanager, hot), timeout=60), (
-            "the alert did not resolve"
-        )
+        for channel in (hot, listed):
+            assert wait_for(partial(_resolved, alertmanager, channel), timeout=60), (
+                f"the alert of {channel} did not resolve"
+            )
 
     records = [
         IdleAlert.from_json(r.value)
         for r in consume_all(settings.kafka.bootstrap_servers, f"{name}.alerts")
     ]
-    assert [(a.channel_id, a.status) for a in records] == [(hot, "firing"), (hot, "resolved")]
+    assert [a.status for a in records if a.channel_id == listed] == ["firing", "resolved"]
+    assert all(a.last_activity_at is None for a in records if a.channel_id == listed)
+    records = [a for a in records if a.channel_id == hot]
+    assert [a.status for a in records] == ["firing", "resolved"]
     firing, resolved = records
     assert firing.starts_at == datetime.fromisoformat(quiet_since).replace(tzinfo=UTC) + timedelta(
         minutes=1

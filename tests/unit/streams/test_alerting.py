@@ -225,3 +225,20 @@ def test_rfc3339_keeps_fractions_only_when_present() -> None:
     assert rfc3339(datetime(2026, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)) == (
         "2026-01-01T00:00:00.250000Z"
     )
+
+
+def test_a_listed_channel_that_never_had_an_event_says_so() -> None:
+    firing = IdleAlert.from_json(_record(last_activity_at=None))
+    assert firing.last_activity_at is None
+    assert IdleAlert.from_json(firing.to_json()) == firing
+    [item] = alertmanager_payload([firing], resend_ttl=timedelta(minutes=4), now=NOW)
+    assert item["annotations"]["last_activity"] == "never"
+    assert item["annotations"]["summary"] == (
+        "hotline-main (hotline, external) has had no activity since it was listed: "
+        "idle for 2.0 business hours; threshold 2.0 h"
+    )
+    resolved = IdleAlert.from_json(RESOLVED.replace(b'"2026-11-20T09:14:03Z"', b"null"))
+    assert webhook_payload([resolved])["alerts"][0]["annotations"]["summary"] == (
+        "hotline-main (hotline, external) is no longer idle after 2.5 business hours "
+        "with no activity since it was listed; threshold 2.0 h"
+    )
