@@ -525,6 +525,18 @@ class PartitionEngine:
             meta = self.metas[channel_id] = ChannelMeta(channel_id, kind, scope, source)
             self._members.setdefault((kind, scope), []).append(channel_id)
             self._dirty_metas.add(channel_id)
+            info = self.config.catalog.info(channel_id)
+            if info is not None and info.kind is not None and info.kind.value != kind:
+                log.warning(
+                    "channel=%s its events say kind=%s, the catalog says kind=%s: the stream "
+                    "counts them under %s, the warehouse under %s, and the catalog's entry "
+                    "stays without events (it will be reported idle); correct the catalog",
+                    channel_id,
+                    kind,
+                    info.kind.value,
+                    kind,
+                    info.kind.value,
+                )
         return meta
 
     def _bucket(self, channel_id: str, day: int) -> DayBucket:

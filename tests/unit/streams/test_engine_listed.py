@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from metrics.channels import ChannelCatalog
 from streams.engine import PartitionEngine
 from streams.envelopes import packed_partition
@@ -165,3 +167,20 @@ def test_without_a_catalog_nothing_is_listed() -> None:
     run.tick("2026-11-16 09:00", sources=[0])
     run.tick("2026-11-20 09:00", sources=[0])
     assert run.engine.listed == {} and run.alerts == []
+
+
+def test_events_of_another_kind_than_the_catalogs_are_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = _run(tmp_path)
+    run.tick("2026-11-16 09:00", sources=[0])
+    for at in ("2026-11-16 09:10", "2026-11-16 09:20"):
+        run.feed(run.event(at, "message_sent", "wiki", "im", scope="internal", message_id=at))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        (
+            "channel=wiki its events say kind=im, the catalog says kind=knowledge_base: the "
+            "stream counts them under im, the warehouse under knowledge_base, and the catalog's "
+            "entry stays without events (it will be reported idle); correct the catalog"
+        )
+    ]
