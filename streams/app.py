@@ -359,6 +359,11 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
                 ),
                 "partitions": sorted(runtime.engines.copy()),
                 "events": stats.events,
+                "channels": sum(len(engine.metas) for engine in list(runtime.engines.values())),
+                # catalog channels with no event yet, idle from when they were listed
+                "listed_without_events": sum(
+                    len(engine.listed) for engine in list(runtime.engines.values())
+                ),
                 "late_dropped": stats.late_dropped,
                 "ahead_of_clock": stats.ahead_of_clock,
                 "gaps": stats.gaps,

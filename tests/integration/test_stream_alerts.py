@@ -90,7 +90,7 @@ def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
         metrics__catalog=str(catalog),
         alerts__alertmanager_url=alertmanager.url,
         alerts__resend_interval_s="2",
-    ):
+    ) as running:
         assert wait_for(lambda: active_alerts(alertmanager, hot), timeout=60), "no alert fired"
         [fired] = active_alerts(alertmanager, hot)
         assert fired["labels"] == {
@@ -105,6 +105,8 @@ def test_an_idle_channel_fires_in_alertmanager_and_resolves_on_activity(
         assert wait_for(lambda: active_alerts(alertmanager, listed), timeout=60), (
             "the listed channel did not fire"
         )
+        health = running.health()
+        assert (health["channels"], health["listed_without_events"]) == (1, 1)
         [never] = active_alerts(alertmanager, listed)
         assert never["labels"]["scope"] == "external"  # a hotline's usual scope
         assert never["annotations"]["last_activity"] == "never"
