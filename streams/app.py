@@ -350,6 +350,7 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
     @app.page("/healthz")
     async def health_view(web: View, request: Request) -> Response:
         stats = runtime.stats
+        engines = list(runtime.engines.values())
         return web.json(
             {
                 "status": "ok",
@@ -359,11 +360,9 @@ def _web(app: faust.App, runtime: StreamRuntime, packer: Packer, packed_topic: s
                 ),
                 "partitions": sorted(runtime.engines.copy()),
                 "events": stats.events,
-                "channels": sum(len(engine.metas) for engine in list(runtime.engines.values())),
+                "channels": sum(len(engine.metas) for engine in engines),
                 # catalog channels with no event yet, idle from when they were listed
-                "listed_without_events": sum(
-                    len(engine.listed) for engine in list(runtime.engines.values())
-                ),
+                "listed_without_events": sum(len(engine.listed) for engine in engines),
                 "late_dropped": stats.late_dropped,
                 "ahead_of_clock": stats.ahead_of_clock,
                 "gaps": stats.gaps,

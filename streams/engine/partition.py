@@ -372,20 +372,26 @@ class PartitionEngine:
         if ((last is None or t > last) and not self._still_idle(meta, t)) or (
             meta.archived_at is not None
         ):
-            self._alerts.append(
-                AlertTransition(
-                    meta.channel_id,
-                    meta.kind,
-                    meta.scope,
-                    "resolved",
-                    last,
-                    alert["threshold_s"],
-                    alert["idle_s"],
-                    alert["since"],
-                    t,
-                )
-            )
+            self._resolve(meta.channel_id, meta.kind, meta.scope, alert, t)
             meta.alert = None
+
+    def _resolve(
+        self, channel_id: str, kind: str, scope: str, alert: dict[str, float], at: float
+    ) -> None:
+        """The ``resolved`` transition of an open alert, ending at ``at``."""
+        self._alerts.append(
+            AlertTransition(
+                channel_id,
+                kind,
+                scope,
+                "resolved",
+                alert.get("last_activity_at"),
+                alert["threshold_s"],
+                alert["idle_s"],
+                alert["since"],
+                at,
+            )
+        )
 
     def _still_idle(self, meta: ChannelMeta, t: float) -> bool:
         """Whether activity at ``t`` leaves the channel past its idle threshold at the last tick.
@@ -725,28 +731,32 @@ class PartitionEngine:
                 continue
             if meta.last_activity_at is None:
                 continue
-            meta.alert = self._idle_alert(
-                meta.channel_id, meta.kind, meta.scope, meta.last_activity_at, now
-            )
+            last = meta.last_activity_at
+            meta.alert = self._idle_alert(meta.channel_id, meta.kind, meta.scope, last, last, now)
             if meta.alert is not None:
                 self._dirty_metas.add(meta.channel_id)
         self._list_catalog(now)
         for channel_id, listing in self.listed.items():
             if listing.source not in judged or listing.alert is not None:
                 continue
-            listing.alert = self._idle_alert(channel_id, listing.kind, listing.scope, None, now)
+            listing.alert = self._idle_alert(
+                channel_id, listing.kind, listing.scope, listing.since, None, now
+            )
             if listing.alert is not None:
                 self._dirty_listed.add(channel_id)
 
     def _idle_alert(
-        self, channel_id: str, kind: str, scope: str, last: float | None, now: float
+        self,
+        channel_id: str,
+        kind: str,
+        scope: str,
+        quiet_since: float,
+        last: float | None,
+        now: float,
     ) -> dict[str, float] | None:
-        """A firing alert if the channel is past its idle threshold at ``now``.
-
-        ``last``: its last activity, or None for a listed channel, silent since it was listed.
-        """
+        """A firing alert if the channel, silent since ``quiet_since``, is past its idle
+        threshold at ``now``. ``last``: its last activity (None: listed, never active)."""
         policy = self.config.catalog.policy(channel_id, kind)
-        quiet_since = self.listed[channel_id].since if last is None else last
         threshold = policy.idle_business_seconds()
         idle = policy.calendar.business_seconds_between(quiet_since, now)
         if idle <= threshold:
@@ -775,21 +785,8 @@ class PartitionEngine:
                 continue
             del self.listed[channel_id]
             self._dirty_listed.add(channel_id)
-            alert = listing.alert
-            if alert is not None:
-                self._alerts.append(
-                    AlertTransition(
-                        channel_id,
-                        listing.kind,
-                        listing.scope,
-                        "resolved",
-                        None,
-                        alert["threshold_s"],
-                        alert["idle_s"],
-                        alert["since"],
-                        now,
-                    )
-                )
+            if listing.alert is not None:
+                self._resolve(channel_id, listing.kind, listing.scope, listing.alert, now)
         for channel_id, (kind, scope, source) in wanted.items():
             if channel_id not in self.metas and channel_id not in self.listed:
                 self.listed[channel_id] = Listed(kind, scope, source, now)
