@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any, Final, Self
 
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaConfigurationError, KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError, KafkaTimeoutError
 from pydantic_core import PydanticSerializationError
 
 from ingest.codec import encode, kafka_key, timestamp_ms
@@ -40,6 +41,8 @@ __all__ = ["BatchResult", "DeliveryFailure", "IngestCounts", "Producer", "Record
 log = logging.getLogger(__name__)
 
 _MAX_KEPT: Final = 1000
+#: How long each call into kafka-python waits while flushing with no timeout, in seconds.
+_FLUSH_SLICE_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,18 +156,36 @@ class Producer:
         return self
 
     def flush(self, timeout: float | None = None) -> IngestCounts:
-        """Wait until every record handed over is acknowledged or failed."""
-        if self._kafka is not None:
+        """Wait until every record handed over is acknowledged or failed.
+
+        With no ``timeout`` it waits as long as that takes (each record is delivered
+        or fails within the delivery timeout), in short calls into kafka-python: a
+        signal handler that waits for kafka-python to return (as commpulse's does)
+        then acts within one of them.
+        """
+        if self._kafka is None:
+            return self.counts
+        if timeout is not None:
             self._kafka.flush(timeout=timeout)
-        return self.counts
+            return self.counts
+        while True:
+            try:
+                self._kafka.flush(timeout=_FLUSH_SLICE_S)
+            except KafkaTimeoutError:
+                continue
+            return self.counts
 
     def close(self, timeout: float = 30.0) -> IngestCounts:
-        if self._kafka is not None:
+        """Deliver what was handed over and close, all within ``timeout`` seconds."""
+        kafka, self._kafka = self._kafka, None
+        if kafka is not None:
+            deadline = time.monotonic() + timeout
             try:
-                self._kafka.flush(timeout=timeout)
+                kafka.flush(timeout=timeout)
             finally:
-                self._kafka.close(timeout=timeout)
-                self._kafka = None
+                # KafkaProducer.close flushes first too: after a flush that timed out,
+                # a full timeout there would double the wait
+                kafka.close(timeout=max(deadline - time.monotonic(), 0.0))
         return self.counts
 
     def __enter__(self) -> Self:
