@@ -280,12 +280,11 @@ def _idle(con: duckdb.DuckDBPyConnection) -> tuple[IdleChannel, ...]:
     rows = _fetch(
         con,
         """
-        SELECT h.channel_id, c.name, h.channel_kind, h.scope, h.last_activity_at,
-               h.idle_threshold_s, h.idle_for_business_s, h.as_of
-        FROM metrics.channel_health h
-        LEFT JOIN core.channels c ON c.channel_id = h.channel_id
-        WHERE h.idle AND NOT h.archived
-        ORDER BY h.idle_for_business_s DESC NULLS FIRST, h.channel_id
+        SELECT channel_id, name, channel_kind, scope, last_activity_at,
+               idle_threshold_s, idle_for_business_s, as_of
+        FROM metrics.channel_health
+        WHERE idle AND NOT archived
+        ORDER BY idle_for_business_s DESC NULLS FIRST, channel_id
         """,
     )
     return tuple(IdleChannel(*row) for row in rows)

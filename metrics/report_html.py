@@ -227,7 +227,10 @@ def _idle(data: ReportData, zone: ZoneInfo) -> str:
                 channel_cell(c.name, c.channel_id),
                 escape(kind_label(c.channel_kind)),
                 escape(c.scope),
-                escape(format_time(c.last_activity_at, zone)),
+                # a channel of the catalog that never had an event
+                "never"
+                if c.last_activity_at is None
+                else escape(format_time(c.last_activity_at, zone)),
                 (escape(format_duration(idle_for)) if idle_for is not None else "—", "num"),
                 (escape(format_duration(c.idle_threshold_s)), "num"),
             ]

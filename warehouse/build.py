@@ -312,6 +312,7 @@ def _channel_health(
             channels.append((channel_id, kind.value, scope.value, None, False))
     for channel_id, kind, scope, last, archived in channels:
         policy = catalog.policy(channel_id, kind)
+        info = catalog.info(channel_id)
         threshold = policy.idle_business_seconds()
         idle_for = (
             None
@@ -329,12 +330,13 @@ def _channel_health(
                 "idle": not archived and (idle_for is None or idle_for >= threshold),
                 "archived": archived,
                 "as_of": now.timestamp(),
+                "name": info.name if info else None,
             }
         )
     _replace(
         con,
         "metrics.channel_health",
         f"SELECT channel_id, channel_kind, scope, {_ts('last_activity_at')}, idle_threshold_s, "
-        f"idle_for_business_s, idle, archived, {_ts('as_of')} FROM f",
+        f"idle_for_business_s, idle, archived, {_ts('as_of')}, name FROM f",
         _frame(rows),
     )

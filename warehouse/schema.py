@@ -270,6 +270,11 @@ CREATE TABLE ops.quarantine (
 ALTER TABLE ops.loads ADD COLUMN quarantined BIGINT NOT NULL DEFAULT 0;
 """,
     ),
+    Migration(
+        5,
+        "channel health: the channel's name from the catalog",
+        "ALTER TABLE metrics.channel_health ADD COLUMN name VARCHAR;",
+    ),
 )
 
 

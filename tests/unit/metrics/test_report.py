@@ -72,14 +72,22 @@ def build_warehouse(path: Path) -> Path:
             "INSERT INTO metrics.kpi_quarterly VALUES ('2026Q3', NULL, 'hotline', 'external', "
             "'first_response_sla_rate', 0.92, 1104, 1200, 0.9, true)"
         )
+        names = {channel_id: name for channel_id, _, _, name in CHANNELS}
         health = [
-            ("hotline-1", "hotline", "external", AS_OF, 86400.0, 0.0, False, False, AS_OF),
-            ("email-1", "email", "internal", AS_OF, 86400.0, 60.0, False, False, AS_OF),
-            ("im-8", "im", "internal", _at("2026-05-01"), 86400.0, 9e6, True, True, AS_OF),
-            ("im-9", "im", "internal", _at("2026-09-01"), 86400.0, 4 * 86400.0, True, False, AS_OF),
+            ("hotline-1", "hotline", "external", AS_OF, 86400.0, 0.0, False, False),
+            ("email-1", "email", "internal", AS_OF, 86400.0, 60.0, False, False),
+            ("im-8", "im", "internal", _at("2026-05-01"), 86400.0, 9e6, True, True),
+            ("im-9", "im", "internal", _at("2026-09-01"), 86400.0, 4 * 86400.0, True, False),
         ]
         con.executemany(
-            "INSERT INTO metrics.channel_health VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", health
+            "INSERT INTO metrics.channel_health VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, AS_OF, names[row[0]]) for row in health],
+        )
+        # listed in the channel catalog, never had an event: not in core.channels
+        con.execute(
+            "INSERT INTO metrics.channel_health VALUES "
+            "('hotline-9', 'hotline', 'external', NULL, 7200, NULL, true, false, ?, 'Night line')",
+            [AS_OF],
         )
         minute = timedelta(minutes=1)
         # channel, conversation, opened, target_s, first response (None: unanswered), status
@@ -158,7 +166,7 @@ def test_the_result_names_the_files_and_counts(report: ReportResult, tmp_path: P
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in report.paths)
     assert (report.channels, report.kpi_rows) == (3, len(Q3_ROWS))
     assert (report.targets_met, report.targets_evaluated) == (4, 8)
-    assert (report.breaches, report.idle, report.low_efficiency) == (3, 1, 1)
+    assert (report.breaches, report.idle, report.low_efficiency) == (3, 2, 1)
 
 
 def test_the_page_has_a_title_a_summary_and_every_channel(page: str) -> None:
@@ -167,7 +175,7 @@ def test_the_page_has_a_title_a_summary_and_every_channel(page: str) -> None:
     summary = page[: page.index('id="charts"')]
     assert re.search(r'Channels evaluated</div><div class="n">3</div>', summary)
     assert re.search(r'Targets met</div><div class="n">50\.0 %</div>', summary)
-    assert re.search(r'Idle channels</div><div class="n">1</div>', summary)
+    assert re.search(r'Idle channels</div><div class="n">2</div>', summary)
     for name in ("Support hotline", "Sales inbox", "&lt;script&gt;alert(1)&lt;/script&gt; line"):
         assert name in page
     assert "<script" not in page  # and nothing to fetch: the page works offline
@@ -215,6 +223,8 @@ def test_grades_idle_and_low_efficiency_channels(page: str) -> None:
     attention = section(page, "attention")
     idle = attention[: attention.index("Low-efficiency")]
     assert "#quiet-project" in idle and "4 d 00 h" in idle
+    [never] = rows_with(idle, "hotline-9")
+    assert "Night line" in never and "<td>never</td>" in never
     assert "#archived-project" not in page  # archived channels are not idle
     weak = attention[attention.index("Low-efficiency") :]
     [row] = rows_with(weak, "hotline-2")
@@ -262,7 +272,13 @@ def test_the_csv_files_hold_the_rows(report: ReportResult) -> None:
     assert breaches[1]["channel_name"] == EVIL  # CSV keeps the text as it is
     assert breaches[0]["first_response_at"] == ""
     idle = read_csv(report.idle_csv)
-    assert [(r["channel_id"], r["idle_for_business_s"]) for r in idle] == [("im-9", "345600.0")]
+    assert [
+        (r["channel_id"], r["channel_name"], r["last_activity_at"], r["idle_for_business_s"])
+        for r in idle
+    ] == [
+        ("hotline-9", "Night line", "", ""),  # never had an event: first
+        ("im-9", "#quiet-project", "2026-09-01T00:00:00+00:00", "345600.0"),
+    ]
     assert idle[0]["as_of"] == "2026-10-01T12:00:00+00:00"
 
 
@@ -344,7 +360,7 @@ def test_cli_writes_the_report_into_the_data_dir(
     code, out, err = run(capsys, monkeypatch, "report", "--quarter", "2026Q3")
     reports = tmp_path / "reports"
     assert (code, err) == (0, "")
-    summary = "3 channels, 50.0 % of 8 targets met, 1 idle, 1 low-efficiency, 3 SLA breaches"
+    summary = "3 channels, 50.0 % of 8 targets met, 2 idle, 1 low-efficiency, 3 SLA breaches"
     assert out.splitlines() == [
         f"report 2026Q3: {summary}",
         f"  {reports / 'report-2026Q3.html'}",

@@ -44,7 +44,8 @@ ROWS: dict[str, list[tuple[Any, ...]]] = {
         ("2026Q3", "chat:web", "chat", "external", "sla_attainment", 1.0, 1.0, 1.0, 0.9, True),
     ],
     "metrics.channel_health": [
-        ("email:all-hands", "email", "internal", T, 86400.0, 3600.0, False, False, T)
+        ("email:all-hands", "email", "internal", T, 86400.0, 3600.0, False, False, T,
+         "All hands")
     ],
     "metrics.quarterly_evaluation": [
         ("2026Q3", "email:all-hands", "email", "internal", "read_rate", 0.7, 0.6, True, 0.65,
@@ -105,7 +106,7 @@ def test_the_snapshot_has_core_and_metrics_with_the_same_rows(
 ) -> None:
     result = publish(warehouse, tmp_path)
     assert result.path == tmp_path / "serve" / "serving.duckdb"
-    assert (result.schema_version, result.data_as_of, result.published_at) == (4, T, T)
+    assert (result.schema_version, result.data_as_of, result.published_at) == (5, T, T)
     assert result.skipped_views == ()
     published = {table.qualified: table for table in result.tables}
     assert sorted(published) == sorted([*PUBLISHED, "core.reviews", "meta.snapshot"])
@@ -121,7 +122,7 @@ def test_the_snapshot_has_core_and_metrics_with_the_same_rows(
         assert published["core.reviews"].kind == "view"
         assert rows(snapshot, "core.reviews") == rows(warehouse, "core.reviews")
         assert [row[1] for row in rows(snapshot, "core.reviews")] == ["p-1"]
-        assert rows(snapshot, "meta.snapshot") == [(T, 4, T, T)]
+        assert rows(snapshot, "meta.snapshot") == [(T, 5, T, T)]
         schemas = snapshot.execute(
             "SELECT schema_name FROM duckdb_schemas() WHERE NOT internal ORDER BY 1"
         ).fetchall()

@@ -271,7 +271,7 @@ def test_a_catalog_channel_that_never_had_an_event_is_idle_with_no_last_activity
 
     path = tmp_path / "channels.toml"
     path.write_text(
-        '[channels.wiki]\nkind = "knowledge_base"\n\n'
+        '[channels.wiki]\nkind = "knowledge_base"\nname = "Handbook"\n\n'
         '[channels.hot]\nkind = "hotline"\nscope = "external"\n\n'
         '[channels.unplaced]\nname = "no kind: not known before its first event"\n'
     )
@@ -279,11 +279,12 @@ def test_a_catalog_channel_that_never_had_an_event_is_idle_with_no_last_activity
                          conversation_id="k", actor="x", role="customer")])  # fmt: skip
     build(con, ChannelCatalog.load(path), now=datetime(2026, 1, 1, tzinfo=UTC))
     health = con.execute(
-        "SELECT channel_id, channel_kind, scope, last_activity_at, idle_for_business_s > 0, "
-        "idle, archived FROM metrics.channel_health ORDER BY channel_id"
+        "SELECT channel_id, name, channel_kind, scope, last_activity_at, "
+        "idle_for_business_s > 0, idle, archived FROM metrics.channel_health ORDER BY channel_id"
     ).fetchall()  # measured to the build's wall clock: the call is long past its 2 hours
     assert health == [
-        ("hot", "hotline", "external", datetime(2025, 12, 31, 23, tzinfo=UTC), True, True, False),
-        ("wiki", "knowledge_base", "internal", None, None, True, False),  # its usual scope
-    ]
+        ("hot", None, "hotline", "external", datetime(2025, 12, 31, 23, tzinfo=UTC), True, True,
+         False),
+        ("wiki", "Handbook", "knowledge_base", "internal", None, None, True, False),  # usual scope
+    ]  # fmt: skip
     assert con.execute("SELECT count(*) FROM core.channels").fetchone() == (1,)
