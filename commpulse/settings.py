@@ -118,7 +118,11 @@ class BrokerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 = a free port")
     start_timeout_s: float = Field(60.0, gt=0)
-    stop_timeout_s: float = Field(10.0, gt=0, description="SIGTERM, then SIGKILL after this")
+    stop_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a stopping broker is killed once it did no work (CPU, writes) for this long",
+    )
 
 
 class TopicSettings(BaseModel):

@@ -2,8 +2,11 @@
 
 Started as the binary inside the ``noida_db`` package (the Python wrapper does
 not pass signals on), in its own process group, bound to loopback by default.
-Ready means it answered a real Kafka request (Metadata). Stopping sends
-SIGTERM, so it saves its data, and SIGKILL only after a timeout.
+Ready means it answered a real Kafka request (Metadata). Stopping asks it to
+stop its Kafka service, then sends SIGTERM; it saves its data meanwhile. It is
+killed only once it has done no work for a while: noida-db rewrites its files
+when it stops (about 30 s for 1 GB of records here), and a broker killed in the
+middle loses records it had saved long before (measured: 466,000 of 820,000).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -26,13 +29,16 @@ from kafka.errors import KafkaError
 
 from infra.errors import BrokerError
 from infra.ports import free_port
-from infra.processes import with_parent_death_signal
+from infra.processes import cpu_seconds, with_parent_death_signal
 
 __all__ = ["EmbeddedBroker", "broker_binary", "kafka_reachable", "wait_until_ready"]
 
 log = logging.getLogger(__name__)
 
 _PORT_ATTEMPTS: Final = 3
+#: A stopping broker that keeps working is left to finish for at most this long.
+_STOP_CAP_S: Final = 3600.0
+_STOP_POLL_S: Final = 0.1
 _NOISE: Final = ("weak version",)  # harmless loader warning on Debian 12
 
 
@@ -198,21 +204,21 @@ class EmbeddedBroker:
             )
 
     def stop(self) -> int | None:
-        """Stop its Kafka service, SIGTERM, then SIGKILL once ``stop_timeout`` has passed.
+        """Stop its Kafka service, then SIGTERM; SIGKILL once it has done no work
+        (used no CPU, written nothing) for ``stop_timeout`` seconds.
 
         Returns the exit code.
         """
         if self._process is None:
             return None
-        deadline = time.monotonic() + self.stop_timeout
         if self._process.poll() is None:
-            self._stop_service(self.stop_timeout)
-        code = self._terminate(max(deadline - time.monotonic(), 1.0))
+            self._stop_service()
+        code = self._terminate()
         log.info("broker stopped pid=%s code=%s", self._process.pid, code)
         self._process = None
         return code
 
-    def _stop_service(self, timeout: float) -> None:
+    def _stop_service(self) -> None:
         """Ask the broker to stop its Kafka service (``noida-db stop kafka``) before SIGTERM.
 
         It stops serving Kafka and saves what it acknowledged. On SIGTERM alone noida-db
@@ -222,36 +228,64 @@ class EmbeddedBroker:
         """
         command = [str(broker_binary()), "stop", "kafka", "--data-dir", str(self.data_dir / "data")]
         try:
-            done = subprocess.run(
+            stopper = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
             )
-        except (OSError, subprocess.TimeoutExpired, BrokerError) as exc:
+        except (OSError, BrokerError) as exc:
             log.warning("broker pid=%s: stopping its Kafka service failed: %s", self.pid, exc)
             return
-        if done.returncode != 0:
-            log.warning("broker pid=%s: `noida-db stop kafka` exited %s", self.pid, done.returncode)
+        try:
+            working = self._wait_while_working(lambda: stopper.poll() is not None)
+        finally:
+            if stopper.poll() is None:
+                stopper.kill()
+                stopper.wait()
+        if not working:
+            log.warning(
+                "broker pid=%s did no work for %.0f s while stopping its Kafka service",
+                self.pid,
+                self.stop_timeout,
+            )
+        elif stopper.returncode != 0:
+            log.warning(
+                "broker pid=%s: `noida-db stop kafka` exited %s", self.pid, stopper.returncode
+            )
 
-    def _terminate(self, timeout: float | None = None) -> int | None:
+    def _terminate(self) -> int | None:
         process = self._process
         if process is None:
             return None
-        wait = self.stop_timeout if timeout is None else timeout
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(wait)
-            except subprocess.TimeoutExpired:
+            if not self._wait_while_working(lambda: process.poll() is not None):
                 log.warning(
-                    "broker pid=%s ignored SIGTERM for %.0f s; killing it", process.pid, wait
+                    "broker pid=%s did no work for %.0f s after SIGTERM; killing it",
+                    process.pid,
+                    self.stop_timeout,
                 )
                 process.kill()
-                process.wait()
+            process.wait()
         return process.returncode
+
+    def _wait_while_working(self, done: Callable[[], bool]) -> bool:
+        """Wait until ``done()``. False if the broker did no work for ``stop_timeout``
+        seconds first (it is stuck), or is still at it after an hour."""
+        pid = self.pid
+        assert pid is not None
+        started = last_work = time.monotonic()
+        seen = _work_done(pid)
+        while not done():
+            now = time.monotonic()
+            work = _work_done(pid)
+            if work != seen:
+                seen, last_work = work, now
+            if now - last_work > self.stop_timeout or now - started > _STOP_CAP_S:
+                return False
+            time.sleep(_STOP_POLL_S)
+        return True
 
     def log_tail(self, lines: int = 10) -> str:
         try:
@@ -271,3 +305,16 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _work_done(pid: int) -> tuple[float, int]:
+    """CPU seconds used and bytes written by ``pid`` so far; they grow while it works."""
+    try:
+        written = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+            if line.startswith("wchar:")
+        )
+        return cpu_seconds(pid), written
+    except (OSError, StopIteration, ValueError, IndexError):
+        return (0.0, 0)  # gone, or not Linux: no sign of work

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from infra.broker import wait_until_ready
 from infra.errors import BrokerError
@@ -29,6 +30,9 @@ from infra.processes import pid_alive, read_json, try_lock
 __all__ = ["BrokerLease", "lease_broker", "running_broker"]
 
 log = logging.getLogger(__name__)
+
+#: A command whose broker takes longer than this to stop says why it waits.
+_SAVING_NOTICE_S: Final = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,22 +155,36 @@ def _start_keeper(
 def _await_shutdown_if_last(directory: Path, keeper_pid: int | None, timeout: float) -> None:
     """If nobody else uses the broker, wait until the keeper has stopped it.
 
-    Makes "the command returned" mean "its broker is gone" for the last user.
+    Makes "the command returned" mean "its broker is gone" for the last user. The
+    keeper should start stopping within ``timeout``; the stop itself is waited for
+    as long as it takes, since the broker saves its data meanwhile and the keeper
+    kills it if it gets stuck (:meth:`infra.broker.EmbeddedBroker.stop`).
     """
     deadline = time.monotonic() + timeout
     state_file = directory / STATE_FILE
+    stopping_since: float | None = None
+    noticed = False
     with (
         (directory / "start.lock").open("a+") as start,
         (directory / "users.lock").open("a+") as users,
     ):
-        while time.monotonic() < deadline:
+        while stopping_since is not None or time.monotonic() < deadline:
             state = read_json(state_file)
             if state is None:
                 if keeper_pid is None or not pid_alive(keeper_pid):
                     return
             elif not pid_alive(int(state.get("keeper_pid", 0))):
                 return  # the keeper died; its broker went with it (die-with-parent)
-            elif state.get("status") != "stopping":
+            elif state.get("status") == "stopping":
+                if stopping_since is None:
+                    stopping_since = time.monotonic()
+                elif not noticed and time.monotonic() - stopping_since > _SAVING_NOTICE_S:
+                    noticed = True
+                    log.warning(
+                        "waiting for the embedded broker to save its data (%s) and stop",
+                        _megabytes(directory / "data"),
+                    )
+            else:
                 # Under start.lock, as the keeper decides: it cannot be half-way
                 # between taking the users lock and announcing that it stops.
                 fcntl.flock(start, fcntl.LOCK_EX)
@@ -180,3 +198,14 @@ def _await_shutdown_if_last(directory: Path, keeper_pid: int | None, timeout: fl
                     fcntl.flock(start, fcntl.LOCK_UN)
             time.sleep(0.05)
     log.warning("the embedded broker for %s did not stop within %.0f s", directory, timeout)
+
+
+def _megabytes(directory: Path) -> str:
+    size = 0
+    for root, _, names in os.walk(directory):
+        for name in names:
+            try:
+                size += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue  # rewritten as we look
+    return f"{size / 1e6:,.0f} MB on disk"
