@@ -10,7 +10,13 @@ from typing import Any
 
 from commpulse.keys import pseudonym_key
 from commpulse.settings import Settings
-from infra import BrokerLease, TopicReport, ensure_topics, lease_broker
+from infra import (
+    FETCH_RESPONSE_MAX_BYTES,
+    BrokerLease,
+    TopicReport,
+    ensure_topics,
+    lease_broker,
+)
 from ingest import Limits, Producer, Pseudonymiser, Validator
 
 __all__ = ["KafkaTarget", "connect", "make_producer"]
@@ -47,8 +53,10 @@ def connect(settings: Settings, *, ensure_topics_exist: bool = True) -> Iterator
         start_timeout=broker.start_timeout_s,
         stop_timeout=broker.stop_timeout_s,
     ) as lease:
+        # The embedded broker answers a fetch with all it has (see FETCH_RESPONSE_MAX_BYTES).
+        options = {"receive_message_max_bytes": FETCH_RESPONSE_MAX_BYTES}
         yield _with_topics(
-            settings, KafkaTarget(lease.bootstrap_servers, {}, lease), ensure_topics_exist
+            settings, KafkaTarget(lease.bootstrap_servers, options, lease), ensure_topics_exist
         )
 
 

@@ -4,7 +4,13 @@ Imports nothing of ours; the shell passes settings in as plain values.
 """
 
 from infra.alertmanager import AlertmanagerError, AlertmanagerProcess, alertmanager_binary
-from infra.broker import EmbeddedBroker, broker_binary, kafka_reachable, wait_until_ready
+from infra.broker import (
+    FETCH_RESPONSE_MAX_BYTES,
+    EmbeddedBroker,
+    broker_binary,
+    kafka_reachable,
+    wait_until_ready,
+)
 from infra.errors import BrokerError, InfraError, TopicError
 from infra.lease import BrokerLease, lease_broker, running_broker
 from infra.ports import free_port
@@ -17,6 +23,7 @@ from infra.topics import (
 )
 
 __all__ = [
+    "FETCH_RESPONSE_MAX_BYTES",
     "AlertmanagerError",
     "AlertmanagerProcess",
     "BrokerError",

@@ -31,9 +31,23 @@ from infra.errors import BrokerError
 from infra.ports import free_port
 from infra.processes import cpu_seconds, with_parent_death_signal
 
-__all__ = ["EmbeddedBroker", "broker_binary", "kafka_reachable", "wait_until_ready"]
+__all__ = [
+    "FETCH_RESPONSE_MAX_BYTES",
+    "EmbeddedBroker",
+    "broker_binary",
+    "kafka_reachable",
+    "wait_until_ready",
+]
 
 log = logging.getLogger(__name__)
+
+#: kafka-python's ``receive_message_max_bytes`` for consumers that fetch records.
+#: noida-db answers a fetch with everything up to the end of the log, whatever
+#: ``fetch_max_bytes`` and ``max_partition_fetch_bytes`` say (measured: all
+#: 300,000 events, 114 MB, in one answer to a fetch limited to 1 MB); kafka-python
+#: refuses any answer over 100 MB by default. This is the largest a Kafka frame can
+#: be. A Kafka cluster keeps to the fetch limits, so there it changes nothing.
+FETCH_RESPONSE_MAX_BYTES: Final = 2**31 - 1
 
 _PORT_ATTEMPTS: Final = 3
 #: A stopping broker that keeps working is left to finish for at most this long.

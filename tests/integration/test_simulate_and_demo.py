@@ -43,6 +43,28 @@ def test_simulate_100k_send_leaves_exactly_100k_records(tmp_path: Path) -> None:
     assert counts_in(tmp_path) == {TOPICS.events: 100_000, TOPICS.dlq: 0}
 
 
+def test_the_sink_loads_a_backlog_bigger_than_kafka_pythons_largest_answer(
+    tmp_path: Path,
+) -> None:
+    # The embedded broker answers the sink's first fetch with the whole backlog,
+    # whatever the fetch limits say: 300,000 events are about 115 MB, over the 100 MB
+    # kafka-python accepts by default ("Invalid frame length", the sink failed).
+    sent = run_cli(
+        "--data-dir", str(tmp_path), "simulate", "--events", "300000", "--send", env=plain_env()
+    )
+    assert sent.returncode == 0, sent.stderr
+    loaded = run_cli("--data-dir", str(tmp_path), "sink", "--until-caught-up", env=plain_env())
+    assert loaded.returncode == 0, loaded.stderr
+    assert "300,000 events read: 300,000 stored, 0 duplicates, 0 dead-lettered" in loaded.stdout
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(DISTINCT event_id) FROM raw.events").fetchone() == (
+            300_000,
+        )
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_interrupting_an_ingest_stops_everything(tmp_path: Path, how: str) -> None:
     with subprocess.Popen(
