@@ -25,9 +25,21 @@ __all__ = ["KafkaTarget", "connect", "make_producer"]
 @dataclass(frozen=True, slots=True)
 class KafkaTarget:
     bootstrap_servers: str
+    #: kafka-python keyword arguments for any client
     client_options: dict[str, Any] = field(default_factory=dict)
     embedded: BrokerLease | None = None
     topics: tuple[TopicReport, ...] = ()
+
+    @property
+    def consumer_options(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for a consumer that fetches records.
+
+        The embedded broker answers a fetch with all it has, whatever the fetch limits
+        say (:data:`infra.FETCH_RESPONSE_MAX_BYTES`); also when a command reaches it as
+        a configured cluster (the children of ``up`` and ``demo`` do). A Kafka cluster
+        keeps to the limits, so the higher ceiling changes nothing there.
+        """
+        return {**self.client_options, "receive_message_max_bytes": FETCH_RESPONSE_MAX_BYTES}
 
 
 @contextmanager
@@ -53,10 +65,8 @@ def connect(settings: Settings, *, ensure_topics_exist: bool = True) -> Iterator
         start_timeout=broker.start_timeout_s,
         stop_timeout=broker.stop_timeout_s,
     ) as lease:
-        # The embedded broker answers a fetch with all it has (see FETCH_RESPONSE_MAX_BYTES).
-        options = {"receive_message_max_bytes": FETCH_RESPONSE_MAX_BYTES}
         yield _with_topics(
-            settings, KafkaTarget(lease.bootstrap_servers, options, lease), ensure_topics_exist
+            settings, KafkaTarget(lease.bootstrap_servers, {}, lease), ensure_topics_exist
         )
 
 

@@ -286,7 +286,7 @@ def _consumer(target: KafkaTarget) -> Iterator[KafkaConsumer]:
     consumer = KafkaConsumer(
         bootstrap_servers=target.bootstrap_servers,
         enable_auto_commit=False,
-        **target.client_options,
+        **target.consumer_options,
     )
     try:
         yield consumer

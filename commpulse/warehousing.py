@@ -41,7 +41,7 @@ def _sink_config(settings: Settings, target: KafkaTarget) -> SinkConfig:
         bootstrap_servers=target.bootstrap_servers,
         topic=settings.topics.events,
         dlq_topic=settings.topics.dlq,
-        client_options=target.client_options,
+        client_options=target.consumer_options,
         batch_events=settings.warehouse.batch_events,
         batch_within_s=settings.warehouse.batch_within_s,
         quality_gate=gate,

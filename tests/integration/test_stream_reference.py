@@ -53,7 +53,7 @@ from commpulse.settings import (
     TopicSettings,
     load_settings,
 )
-from infra import EmbeddedBroker, ensure_topics
+from infra import FETCH_RESPONSE_MAX_BYTES, EmbeddedBroker, ensure_topics
 from ingest.simulator import SimulationConfig, simulate
 from streams.records import KpiRecord
 from tests.integration.faults import kills_while_sending, sink_env, warehouse_counts
@@ -333,7 +333,7 @@ def read_finals(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         fetch_max_bytes=8 * 1024 * 1024,
-        receive_message_max_bytes=1024 * 1024 * 1024,
+        receive_message_max_bytes=FETCH_RESPONSE_MAX_BYTES,
     )
     records: list[KpiRecord] = []
     stopped: dict[int, int] = {}
