@@ -7,7 +7,8 @@ channels' own. Days expire on the way (the history is twice the state's retentio
 twice every engine restarts from the state it wrote, its last turn replayed. The reference
 (tests/integration/kpi_reference.py) sees every event at once; every window the engine made
 final must equal it, and never change: with the default calendar, and with business hours,
-holidays and make-up days in Shanghai reported in Shanghai's time zone.
+holidays and make-up days in Shanghai reported in Shanghai's time zone, and in Berlin over
+the end of summer time.
 """
 
 from __future__ import annotations
@@ -66,11 +67,26 @@ holidays = [2026-10-01, 2026-10-02, 2026-10-05, 2026-10-06, 2026-10-07]
 makeup_days = [2026-09-27, 2026-10-10]
 """
 
+#: business hours in Berlin, a holiday and a Saturday make-up day; the history spans the
+#: end of summer time (2026-10-25, a day of 25 hours with the hour from 02:00 twice)
+BERLIN = """
+[calendars.default]
+timezone = "Europe/Berlin"
+periods = ["08:00-12:00", "13:00-17:30"]
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+holidays = [2026-10-03]
+makeup_days = [2026-10-24]
+"""
+
 
 @pytest.mark.parametrize(
     ("catalog_toml", "timezone", "seed"),
-    [(None, "UTC", 1), (SHANGHAI, "Asia/Shanghai", 3)],
-    ids=["defaults", "shanghai-calendar-and-reporting-zone"],
+    [(None, "UTC", 1), (SHANGHAI, "Asia/Shanghai", 3), (BERLIN, "Europe/Berlin", 5)],
+    ids=[
+        "defaults",
+        "shanghai-calendar-and-reporting-zone",
+        "berlin-calendar-and-reporting-zone-over-a-clock-change",
+    ],
 )
 def test_every_final_window_of_a_long_catch_up_equals_the_reference(
     tmp_path: Path, catalog_toml: str | None, timezone: str, seed: int
@@ -145,4 +161,11 @@ def test_every_final_window_of_a_long_catch_up_equals_the_reference(
         if key not in reference or not all(map(_same, got, reference[key]))
     ]
     assert len(finals) > 100_000
+    if timezone == "Europe/Berlin":  # the day of 25 hours, and both of its hours from 02:00
+        starts = {(granularity, start) for _, _, granularity, start in finals}
+        assert ("day", "2026-10-24T22:00:00+00:00") in starts
+        assert {
+            ("hour", "2026-10-25T00:00:00+00:00"),
+            ("hour", "2026-10-25T01:00:00+00:00"),
+        } <= starts
     assert differ == [], f"{len(differ)} of {len(finals)} final windows differ: {differ[:5]}"

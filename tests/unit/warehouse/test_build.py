@@ -7,7 +7,7 @@ integration tests cover the topic); the build then derives every table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,10 @@ import pytest
 
 from ingest.simulator import SimulationConfig, simulate
 from metrics.channels import ChannelCatalog
+from metrics.windows import WindowClock
 from tests.integration.kpi_reference import reference_kpis
 from tests.scenarios import CALENDAR, MONDAY, calendar_scenario, ticket_scenario
+from tests.unit.streams.harness import catalog_from
 from warehouse.build import build
 from warehouse.schema import open_warehouse
 from warehouse.sink import commit_batch, decode_record
@@ -222,14 +224,43 @@ def test_hotline_calls_and_reviewed_posts(con: duckdb.DuckDBPyConnection) -> Non
     ]
 
 
-def test_every_day_window_equals_the_polars_reference(con: duckdb.DuckDBPyConnection) -> None:
-    end = datetime(2026, 10, 5, 12, tzinfo=UTC)
+#: business hours in Berlin with a holiday and a Saturday make-up day
+BERLIN = """
+[calendars.default]
+timezone = "Europe/Berlin"
+periods = ["08:00-12:00", "13:00-17:30"]
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+holidays = [2026-10-03]
+makeup_days = [2026-10-24]
+"""
+
+
+@pytest.mark.parametrize(
+    ("catalog_toml", "timezone", "end"),
+    [
+        (None, "UTC", datetime(2026, 10, 5, 12, tzinfo=UTC)),
+        # days reported in Berlin, over the end of summer time (2026-10-25 has 25 hours)
+        (BERLIN, "Europe/Berlin", datetime(2026, 11, 1, 12, tzinfo=UTC)),
+    ],
+    ids=["defaults", "berlin-calendar-and-reporting-zone-over-a-clock-change"],
+)
+def test_every_day_window_equals_the_polars_reference(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    catalog_toml: str | None,
+    timezone: str,
+    end: datetime,
+) -> None:
     events = list(simulate(SimulationConfig(events=20_000, days=20, seed=7, end=end)))
+    catalog = ChannelCatalog() if catalog_toml is None else catalog_from(tmp_path, catalog_toml)
     load(con, events)
-    build(con, ChannelCatalog(), now=max(e["occurred_at"] for e in events))
+    build(con, catalog, now=max(e["occurred_at"] for e in events), timezone=timezone)
+    clock = WindowClock(timezone)
     reference = {
-        (subject, kpi, start[:10]): value
-        for (subject, kpi, granularity, start), value in reference_kpis(events).items()
+        (subject, kpi, _local_date(clock, start)): value
+        for (subject, kpi, granularity, start), value in reference_kpis(
+            events, timezone=timezone, calendar=catalog.calendars["default"]
+        ).items()
         if granularity == "day"
     }
     warehouse = daily(con)
@@ -240,6 +271,11 @@ def test_every_day_window_equals_the_polars_reference(con: duckdb.DuckDBPyConnec
         if not _same(warehouse.get(key), value)
     }
     assert not different, f"{len(different)} of {len(reference)}: {list(different.items())[:8]}"
+
+
+def _local_date(clock: WindowClock, start: str) -> str:
+    """The reporting day (ISO date) of a window that starts at ``start`` (ISO, UTC)."""
+    return date.fromordinal(clock.day(datetime.fromisoformat(start).timestamp())).isoformat()
 
 
 def _same(a: Value | None, b: Value) -> bool:
