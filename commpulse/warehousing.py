@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -164,8 +164,13 @@ def reconcile_with_stream(settings: Settings) -> ReconcileResult:
         for record in records
         if record.final and record.granularity == "day"
     }
+    not_final = {
+        record.window_key
+        for record in records
+        if record.granularity == "day" and record.window_key not in windows
+    }
     con = open_warehouse(settings.warehouse_path, read_only=True)
     try:
-        return reconcile(con, windows.values())
+        return replace(reconcile(con, windows.values()), not_final=len(not_final))
     finally:
         con.close()

@@ -53,6 +53,8 @@ class Difference:
 class ReconcileResult:
     compared: int
     differences: list[Difference]
+    #: day windows (one per KPI) in the KPI topic that are not final yet, so not compared
+    not_final: int = 0
 
 
 def _show(value: Value) -> str:

@@ -97,11 +97,21 @@ def reconcile_command(ctx: typer.Context) -> None:
     result = reconcile_with_stream(settings)
     for difference in result.differences:
         out.print(str(difference), markup=False)
+    if result.compared == 0 and result.not_final == 0:
+        fail("no day windows in the kpis topic yet: is a stream worker running?")
     if result.compared == 0:
-        fail("no final day windows in the kpis topic yet: is a stream worker running?")
+        fail(
+            f"none of the {number(result.not_final)} day windows in the kpis topic is final yet: "
+            "a window turns final once events of its kind from after its end (plus its settle "
+            "time and grace) have arrived, so the last days of imported history stay open "
+            "until newer events come (docs/streams.md, 'Late events and final windows')"
+        )
+    still_open = (
+        f"; {number(result.not_final)} not final yet, not compared" if result.not_final else ""
+    )
     out.print(
         f"{number(result.compared)} final day windows compared, "
-        f"{number(len(result.differences))} different",
+        f"{number(len(result.differences))} different{still_open}",
         markup=False,
     )
     if result.differences:

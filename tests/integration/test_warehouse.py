@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ from ingest.simulator import SimulationConfig, simulate
 from tests.integration.stream_support import caught_up, send, worker
 from tests.integration.support import COMMPULSE, consume_all, run_cli, wait_for
 from tests.integration.test_stream import stack
-from tests.scenarios import CALENDAR, calendar_scenario, ticket_scenario
+from tests.scenarios import CALENDAR, calendar_scenario, canonical, ticket_scenario
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkConfig, SinkProgress, SinkResult, run_sink
 
@@ -206,7 +207,47 @@ def test_reconcile_lists_exactly_the_window_a_late_event_changed(
         "2025-11-17 soc volume: stream (3, 3, null), warehouse (4, 4, null)",
         "2025-11-17 social (external) volume: stream (3, 3, null), warehouse (4, 4, null)",
     ]
-    assert lines[-1].endswith(" final day windows compared, 2 different")
+    assert " final day windows compared, 2 different" in lines[-1]
+
+
+def test_reconcile_says_which_day_windows_are_not_final_yet(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    def surveys(day: str, count: int) -> list[dict[str, Any]]:  # KPIs final at the day's end
+        return [
+            canonical(f"{day} 10:0{i}", "survey_answered", "sv", "social", actor=f"c{i}", score=5)
+            for i in range(count)
+        ]
+
+    monday, tuesday = surveys("2025-11-17", 3), surveys("2025-11-18", 2)
+    env, app_id = stack(cli_env)
+    with worker(env, app_id=app_id) as running:
+        # History that ends on Monday: no later event has moved event time past its end.
+        send(settings, monday)
+        caught_up(running, settings, app_id, len(monday))
+        assert run_cli("sink", "--until-caught-up", env=env).returncode == 0
+        none_final = run_cli("reconcile", env=env)
+        assert none_final.returncode == 1
+        error = none_final.stderr.strip()
+        assert error.count("\n") == 0, error
+        opened = re.fullmatch(
+            r"error: none of the (\d+) day windows in the kpis topic is final.*", error
+        )
+        assert opened is not None, error
+        # Tuesday's events close Monday, and leave Tuesday open.
+        send(settings, tuesday)
+        caught_up(running, settings, app_id, len(monday) + len(tuesday))
+    assert run_cli("sink", "--until-caught-up", env=env).returncode == 0
+    reconciled = run_cli("reconcile", env=env)
+    assert reconciled.returncode == 0, reconciled.stderr
+    summary = re.fullmatch(
+        r"(\d+) final day windows compared, 0 different; (\d+) not final yet, not compared",
+        reconciled.stdout.strip(),
+    )
+    assert summary is not None, reconciled.stdout
+    # Monday's windows, for the channel and its kind, are the ones compared now.
+    assert int(summary[1]) == int(opened[1]) > 0
+    assert int(summary[2]) > 0
 
 
 def test_a_warehouse_in_use_is_one_clear_error(settings: Settings, cli_env: dict[str, str]) -> None:
