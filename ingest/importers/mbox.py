@@ -111,8 +111,9 @@ class MboxArchive:
     """The messages of one list or mailbox, from one or more mbox files (``.gz`` too).
 
     Constructing it does no I/O; :meth:`open` checks the files; :meth:`records`
-    reads every file's headers (``done`` of ``total`` bytes), then yields one
-    record per message in file order. :attr:`stats` is complete once it ends.
+    reads every file's headers (``done`` of ``total`` bytes), then yields a
+    pointer per unusable message and one record per message, by Date (file order
+    among equal dates). :attr:`stats` is complete once it ends.
     """
 
     def __init__(
@@ -148,12 +149,11 @@ class MboxArchive:
         self.stats = stats = MboxStats(files=len(self.paths))
         self.done = 0
         # First pass: every file's headers, because threads cross files.
-        order: list[Problem | tuple[str, str]] = []  # a problem, or (source, Message-ID)
+        order: list[tuple[str, str]] = []  # (source, Message-ID) of each usable message
         mails: dict[str, _Mail] = {}
         for item in self._read_all():
             if isinstance(item, Problem):
                 stats.malformed.append(item)
-                order.append(item)
                 continue
             if item.message_id in mails:
                 stats.duplicates += 1
@@ -168,12 +168,15 @@ class MboxArchive:
             "mbox channel=%s messages=%d threads=%d requests=%d malformed=%d",
             self.channel, stats.messages, stats.threads, stats.requests, len(stats.malformed),
         )  # fmt: skip
-        for entry in order:
-            if isinstance(entry, Problem):
-                yield malformed_record("mbox", entry)
-            else:
-                source, message_id = entry  # a repeated Message-ID repeats the first one's event
-                yield event_record(self._fields(mails[message_id], places[message_id]), source)
+        for problem in stats.malformed:
+            yield malformed_record("mbox", problem)
+        # In the order the messages were written, not the archive's: an archive keeps them
+        # as they arrived, hours or days after their Date at times, and the stream judges
+        # lateness by event time (a message more than its grace older than the channel's
+        # latest is dropped there). The sort is stable: equal dates keep file order.
+        order.sort(key=lambda entry: mails[entry[1]].sent_at)
+        for source, message_id in order:  # a repeated Message-ID repeats the first one's event
+            yield event_record(self._fields(mails[message_id], places[message_id]), source)
 
     # -- reading -----------------------------------------------------------
 

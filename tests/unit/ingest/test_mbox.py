@@ -205,8 +205,10 @@ def test_counts_and_malformed_messages(archive: MboxArchive) -> None:
         envelope_dates=stats.envelope_dates,
     )
     assert [str(p) for p in stats.malformed] == [f"2024q1.mbox:{dave}: no Message-ID"]
-    # In file order, one record per message; the malformed one points at its place only.
-    assert [r.source for r in records] == [f"2024q1.mbox:{n}" for n in separators(FIRST)] + [
+    # The malformed one first, pointing at its place only; then one record per message, by
+    # Date (these files have them in order already).
+    usable = [n for n in separators(FIRST) if n != dave]
+    assert [r.source for r in records] == [f"2024q1.mbox:{n}" for n in [dave, *usable]] + [
         f"2024q2.mbox.gz:{n}" for n in separators(SECOND)
     ]
     [bad] = [r for r in records if isinstance(r.data, Rejection)]
@@ -216,6 +218,33 @@ def test_counts_and_malformed_messages(archive: MboxArchive) -> None:
         "source": f"2024q1.mbox:{dave}",
         "reason": "no Message-ID",
     }
+
+
+def test_messages_are_sent_in_the_order_they_were_written_not_archived(tmp_path: Path) -> None:
+    def mail(envelope: str, date: str, message_id: str) -> str:
+        return (
+            f"From someone at example.org  {envelope}\n"
+            f"From: someone at example.org\nDate: {date}\nMessage-ID: <{message_id}>\n\nText.\n\n"
+        )
+
+    # A list archives messages as they reach it: one held for moderation, one from a sender
+    # whose clock is a day behind, and two written in the same second.
+    path = tmp_path / "2024q1.mbox"
+    path.write_text(
+        mail("Mon Jan  1 10:00:00 2024", "Mon, 1 Jan 2024 10:00:00 +0000", "a@x")
+        + mail("Mon Jan  1 15:00:00 2024", "Mon, 1 Jan 2024 15:00:00 +0000", "b@x")
+        + mail("Mon Jan  1 15:05:00 2024", "Mon, 1 Jan 2024 09:30:00 +0000", "held@x")
+        + mail("Mon Jan  1 16:00:00 2024", "Sun, 31 Dec 2023 16:00:00 +0000", "clock@x")
+        + mail("Mon Jan  1 17:00:00 2024", "Mon, 1 Jan 2024 17:00:00 +0000", "same-1@x")
+        + mail("Mon Jan  1 17:00:01 2024", "Mon, 1 Jan 2024 18:00:00 +0100", "same-2@x")
+    )
+    source = MboxArchive([path], channel="email:list")
+    source.open()
+    events = [r.data for r in source.records()]
+    assert all(isinstance(e, Event) for e in events)
+    assert [e.message_id for e in events if isinstance(e, Event)] == [
+        "clock@x", "held@x", "a@x", "b@x", "same-1@x", "same-2@x"
+    ]  # fmt: skip
 
 
 def test_a_repeated_message_id_repeats_the_same_event(archive: MboxArchive) -> None:
