@@ -10,9 +10,9 @@ from typing import Protocol
 from commpulse import signals
 from commpulse.kafka import connect, make_producer
 from commpulse.settings import Settings
-from ingest import BatchResult, DeliveryFailure, IngestCounts, Record
+from ingest import BatchResult, DeliveryFailure, Event, IngestCounts, Record
 
-__all__ = ["IngestSummary", "Source", "ingest_sources"]
+__all__ = ["IngestSummary", "Source", "TimeOrder", "ingest_sources"]
 
 _PROGRESS_EVERY = 2000
 
@@ -33,11 +33,37 @@ class Source(Protocol):
 
 
 @dataclass
+class TimeOrder:
+    """Events sent more than ``tolerance_s`` after a later event of their channel.
+
+    A stream worker drops those as late (its grace is the tolerance); the
+    warehouse keeps them. Counted over a whole run, across its sources.
+    """
+
+    tolerance_s: float
+    behind: int = 0
+    #: where the first such event came from
+    first: str | None = None
+    _latest: dict[str, float] = field(default_factory=dict)
+
+    def see(self, event: Event, record: Record) -> None:
+        t = event.occurred_at.timestamp()
+        latest = self._latest.get(event.channel_id)
+        if latest is None or t > latest:
+            self._latest[event.channel_id] = t
+        elif t < latest - self.tolerance_s:
+            self.behind += 1
+            if self.first is None:
+                self.first = record.source
+
+
+@dataclass
 class IngestSummary:
     results: list[tuple[Source, BatchResult]] = field(default_factory=list)
     counts: IngestCounts = field(default_factory=IngestCounts)
     failures: list[DeliveryFailure] = field(default_factory=list)
     seconds: float = 0.0
+    order: TimeOrder = field(default_factory=lambda: TimeOrder(0.0))
 
 
 def ingest_sources(
@@ -50,7 +76,7 @@ def ingest_sources(
 
     Each source is one batch: duplicate event ids within it are dropped.
     """
-    summary = IngestSummary()
+    summary = IngestSummary(order=TimeOrder(settings.stream.grace_s))
     started = time.monotonic()
     with connect(settings) as target, make_producer(settings, target) as producer:
         for source in sources:
@@ -63,7 +89,12 @@ def ingest_sources(
                 if on_progress is not None and ticks % _PROGRESS_EVERY == 0:
                     on_progress(source)
 
-            result = producer.send_many(source.records(), on_record=tick, keep_rejections=20)
+            result = producer.send_many(
+                source.records(),
+                on_record=tick,
+                on_accepted=summary.order.see,
+                keep_rejections=20,
+            )
             summary.results.append((source, result))
             if on_progress is not None:
                 on_progress(source)

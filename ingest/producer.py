@@ -221,11 +221,13 @@ class Producer:
         wait: bool = False,
         keep_rejections: int = 100,
         on_record: Callable[[], None] | None = None,
+        on_accepted: Callable[[Event, Record], None] | None = None,
     ) -> BatchResult:
         """Send a batch. Duplicate event ids within the batch are dropped and counted.
 
         With ``wait`` the call returns only once Kafka acknowledged (or failed)
         every record of the batch, and ``failed`` tells how many it did not.
+        ``on_accepted`` sees each event handed to Kafka (pseudonymised), with its record.
         """
         result = BatchResult()
         seen: dict[Any, None] = {}
@@ -241,6 +243,8 @@ class Producer:
                 result.duplicates += 1
             else:
                 result.accepted += 1
+                if on_accepted is not None:
+                    on_accepted(outcome, record)
             if on_record is not None:
                 on_record()
         for future in futures or ():

@@ -81,6 +81,16 @@ def run_ingest(
         )
 
     out.print(summary_line(summary, what), markup=False)
+    order = summary.order
+    if order.behind:
+        err.print(
+            f"warning: {number(order.behind)} events are older than an event of their channel "
+            f"sent before them by more than the stream's grace ({order.tolerance_s:g} s), the "
+            f"first at {order.first}: a stream worker drops them as late, the warehouse keeps "
+            "them; send each channel's events in time order (docs/streams.md, 'Late events "
+            "and final windows')",
+            markup=False,
+        )
     if summary.counts.failed:
         raise typer.Exit(EXIT_UNDELIVERED)
     if summary.counts.dead_lettered:

@@ -124,6 +124,7 @@ def test_the_stream_drops_none_of_the_real_archive_and_agrees_with_the_warehouse
     env, app_id = stack(cli_env)
     imported = run_cli("import", "mbox", *map(str, paths), env=env)
     assert imported.returncode == 0, imported.stderr
+    assert "warning" not in imported.stderr  # no message late for the stream
     with worker(env, app_id=app_id) as running:
         health = caught_up(running, settings, app_id, 2012)
     # The archive keeps messages in the order they reached the list: 58 of them come more

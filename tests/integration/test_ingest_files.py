@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,46 @@ def test_duplicates_within_a_file_are_dropped_and_counted(
     assert result.returncode == 0, result.stderr
     assert "20 sent · 0 dead-lettered · 5 duplicates dropped" in result.stdout
     assert len(consume_all(settings.kafka.bootstrap_servers, settings.topics.events)) == 20
+
+
+def test_events_a_stream_worker_would_find_late_are_counted_and_warned_about(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def at(n: int, minutes: float, channel: str) -> bytes:
+        return orjson.dumps(
+            event_dict(n, when=start + timedelta(minutes=minutes), channel_id=channel)
+        )
+
+    # An export by ticket rather than by time: within a channel, two events go back more
+    # than the 10 minutes of grace, one by 5 minutes only; another channel's earlier events
+    # do not count, and neither does a later file's order against this one's.
+    first = tmp_path / "a.jsonl"
+    first.write_bytes(
+        b"\n".join(
+            [
+                at(0, 60, "tk-1"),
+                at(1, 55, "tk-1"),  # 5 min back: within grace
+                at(2, 30, "tk-1"),  # 30 min back
+                at(3, 0, "tk-2"),  # another channel
+                at(4, 61, "tk-1"),
+                at(5, 40, "tk-1"),  # 21 min back
+            ]
+        )
+    )
+    second = tmp_path / "b.jsonl"
+    second.write_bytes(at(6, 90, "tk-2") + b"\n" + at(7, 62, "tk-1"))
+    result = run_cli("ingest", str(first), str(second), env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "8 sent · 0 dead-lettered" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (  # after the progress bars
+        "warning: 2 events are older than an event of their channel sent before them by more "
+        "than the stream's grace (600 s), the first at a.jsonl:3: a stream worker drops them "
+        "as late, the warehouse keeps them; send each channel's events in time order "
+        "(docs/streams.md, 'Late events and final windows')"
+    )
+    assert len(consume_all(settings.kafka.bootstrap_servers, settings.topics.events)) == 8
 
 
 def test_csv_and_parquet_files_in_one_run(
