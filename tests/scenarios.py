@@ -164,3 +164,15 @@ def calendar_scenario() -> list[dict[str, Any]]:
         c("2025-12-31 09:00", "channel_created", channel, kind, scope=scopes[channel])
         for channel, kind in kinds.items()
     ]
+
+
+#: business hours in Berlin with a holiday (2026-10-03) and a Saturday make-up day
+#: (2026-10-24); summer time ends on 2026-10-25, a day of 25 hours with the hour from 02:00 twice
+BERLIN = """
+[calendars.default]
+timezone = "Europe/Berlin"
+periods = ["08:00-12:00", "13:00-17:30"]
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+holidays = [2026-10-03]
+makeup_days = [2026-10-24]
+"""

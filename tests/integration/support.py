@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,3 +147,16 @@ def serve_ingest(env: dict[str, str], token: str, *extra: str) -> Iterator[Inges
             os.killpg(process.pid, signal.SIGINT)
             _, err = process.communicate(timeout=30)
     assert process.returncode in (0, 130) and "Traceback" not in err, err
+
+
+def reconcile_summary(stdout: str) -> tuple[int, int, int]:
+    """``commpulse reconcile``'s last line as (compared, different, not final yet)."""
+    last = stdout.strip().splitlines()[-1]
+    found = re.fullmatch(
+        r"([\d,]+) final day windows compared, ([\d,]+) different"
+        r"(?:; ([\d,]+) not final yet, not compared)?",
+        last,
+    )
+    assert found is not None, last
+    compared, different, not_final = (int((n or "0").replace(",", "")) for n in found.groups())
+    return compared, different, not_final

@@ -29,6 +29,7 @@ from metrics.windows import WindowClock
 from streams.engine import EngineConfig, KpiUpdate, PartitionEngine
 from streams.envelopes import packed_partition, slim_event
 from tests.integration.kpi_reference import Key, Value, reference_kpis
+from tests.scenarios import BERLIN
 from tests.unit.streams.harness import catalog_from
 
 SOURCES = 8
@@ -65,17 +66,6 @@ periods = ["09:00-12:00", "13:30-18:00"]
 weekdays = ["mon", "tue", "wed", "thu", "fri"]
 holidays = [2026-10-01, 2026-10-02, 2026-10-05, 2026-10-06, 2026-10-07]
 makeup_days = [2026-09-27, 2026-10-10]
-"""
-
-#: business hours in Berlin, a holiday and a Saturday make-up day; the history spans the
-#: end of summer time (2026-10-25, a day of 25 hours with the hour from 02:00 twice)
-BERLIN = """
-[calendars.default]
-timezone = "Europe/Berlin"
-periods = ["08:00-12:00", "13:00-17:30"]
-weekdays = ["mon", "tue", "wed", "thu", "fri"]
-holidays = [2026-10-03]
-makeup_days = [2026-10-24]
 """
 
 

@@ -19,7 +19,7 @@ from ingest.simulator import SimulationConfig, simulate
 from metrics.channels import ChannelCatalog
 from metrics.windows import WindowClock
 from tests.integration.kpi_reference import reference_kpis
-from tests.scenarios import CALENDAR, MONDAY, calendar_scenario, ticket_scenario
+from tests.scenarios import BERLIN, CALENDAR, MONDAY, calendar_scenario, ticket_scenario
 from tests.unit.streams.harness import catalog_from
 from warehouse.build import build
 from warehouse.schema import open_warehouse
@@ -222,17 +222,6 @@ def test_hotline_calls_and_reviewed_posts(con: duckdb.DuckDBPyConnection) -> Non
         ("p1", 23 * 3600.0, 7 * 3600.0, "met"),
         ("p2", 40.5 * 3600.0, 9.5 * 3600.0, "breached"),
     ]
-
-
-#: business hours in Berlin with a holiday and a Saturday make-up day
-BERLIN = """
-[calendars.default]
-timezone = "Europe/Berlin"
-periods = ["08:00-12:00", "13:00-17:30"]
-weekdays = ["mon", "tue", "wed", "thu", "fri"]
-holidays = [2026-10-03]
-makeup_days = [2026-10-24]
-"""
 
 
 @pytest.mark.parametrize(
