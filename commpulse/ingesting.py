@@ -34,7 +34,7 @@ class Source(Protocol):
 
 @dataclass
 class TimeOrder:
-    """Events sent more than ``tolerance_s`` after a later event of their channel.
+    """Events more than ``tolerance_s`` older than an event of their channel sent before them.
 
     A stream worker drops those as late (its grace is the tolerance); the
     warehouse keeps them. Counted over a whole run, across its sources.
