@@ -59,11 +59,11 @@ class TimeOrder:
 
 @dataclass
 class IngestSummary:
+    order: TimeOrder
     results: list[tuple[Source, BatchResult]] = field(default_factory=list)
     counts: IngestCounts = field(default_factory=IngestCounts)
     failures: list[DeliveryFailure] = field(default_factory=list)
     seconds: float = 0.0
-    order: TimeOrder = field(default_factory=lambda: TimeOrder(0.0))
 
 
 def ingest_sources(

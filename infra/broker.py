@@ -29,7 +29,7 @@ from kafka.errors import KafkaError
 
 from infra.errors import BrokerError
 from infra.ports import free_port
-from infra.processes import cpu_seconds, with_parent_death_signal
+from infra.processes import bytes_written, cpu_seconds, with_parent_death_signal
 
 __all__ = [
     "FETCH_RESPONSE_MAX_BYTES",
@@ -324,11 +324,6 @@ class EmbeddedBroker:
 def _work_done(pid: int) -> tuple[float, int]:
     """CPU seconds used and bytes written by ``pid`` so far; they grow while it works."""
     try:
-        written = next(
-            int(line.split()[1])
-            for line in Path(f"/proc/{pid}/io").read_text().splitlines()
-            if line.startswith("wchar:")
-        )
-        return cpu_seconds(pid), written
-    except (OSError, StopIteration, ValueError, IndexError):
+        return cpu_seconds(pid), bytes_written(pid)
+    except (OSError, ValueError, IndexError):
         return (0.0, 0)  # gone, or not Linux: no sign of work

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 __all__ = [
+    "bytes_written",
     "cpu_seconds",
     "exit_now",
     "memory_kib",
@@ -68,6 +69,14 @@ def cpu_seconds(pid: int) -> float:
     """CPU time ``pid`` has used so far, user and system, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bytes_written(pid: int) -> int:
+    """Bytes ``pid`` has written so far (to files, pipes and sockets alike), from /proc."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
 
 
 def exit_now(error: str) -> NoReturn:
