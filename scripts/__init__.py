@@ -1,0 +1,1 @@
+"""Development scripts (set-up, tests, measurements); not part of the installed package."""
