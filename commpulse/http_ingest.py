@@ -37,6 +37,7 @@ def serve(settings: Settings, *, on_ready: Callable[[str], None] = print) -> Non
                 kafka_reachable(target.bootstrap_servers, client_options=target.client_options)
                 is None
             ),
+            grace_s=settings.stream.grace_s,
             version=__version__,
         )
         server = uvicorn.Server(

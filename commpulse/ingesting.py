@@ -10,9 +10,10 @@ from typing import Protocol
 from commpulse import signals
 from commpulse.kafka import connect, make_producer
 from commpulse.settings import Settings
-from ingest import BatchResult, DeliveryFailure, Event, IngestCounts, Record
+from ingest import BatchResult, DeliveryFailure, IngestCounts, Record
+from ingest.order import TimeOrder
 
-__all__ = ["IngestSummary", "Source", "TimeOrder", "ingest_sources"]
+__all__ = ["IngestSummary", "Source", "ingest_sources"]
 
 _PROGRESS_EVERY = 2000
 
@@ -30,31 +31,6 @@ class Source(Protocol):
     def total(self) -> int: ...
 
     def records(self) -> Iterator[Record]: ...
-
-
-@dataclass
-class TimeOrder:
-    """Events more than ``tolerance_s`` older than an event of their channel sent before them.
-
-    A stream worker drops those as late (its grace is the tolerance); the
-    warehouse keeps them. Counted over a whole run, across its sources.
-    """
-
-    tolerance_s: float
-    behind: int = 0
-    #: where the first such event came from
-    first: str | None = None
-    _latest: dict[str, float] = field(default_factory=dict)
-
-    def see(self, event: Event, record: Record) -> None:
-        t = event.occurred_at.timestamp()
-        latest = self._latest.get(event.channel_id)
-        if latest is None or t > latest:
-            self._latest[event.channel_id] = t
-        elif t < latest - self.tolerance_s:
-            self.behind += 1
-            if self.first is None:
-                self.first = record.source
 
 
 @dataclass

@@ -9,25 +9,34 @@
 * 503: Kafka did not acknowledge some records; retrying is safe (event ids
   make duplicates harmless downstream).
 
+Each answer also counts the accepted events that are more than the stream's
+grace older than an event of their channel the server accepted before
+(``late_for_stream``, :mod:`ingest.order`): a stream worker drops those as
+late, the warehouse keeps them.
+
 ``GET /healthz`` needs no token; ``GET /openapi.json`` describes the API.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ingest.events import Event
+from ingest.order import TimeOrder
 from ingest.producer import BatchResult, Producer, Record
 
 __all__ = ["EVENTS_PATH", "IngestResponse", "create_app", "split_body"]
+
+log = logging.getLogger(__name__)
 
 EVENTS_PATH: Final = "/v1/events"
 _NDJSON_TYPES: Final = (
@@ -50,6 +59,11 @@ class IngestResponse(BaseModel):
     dead_lettered: int
     duplicates: int
     failed: int
+    late_for_stream: int = Field(
+        description="accepted events more than the stream's grace older than an event of their "
+        "channel this server accepted before: a stream worker drops them as late, the "
+        "warehouse keeps them"
+    )
     errors: list[IngestError] = []
 
 
@@ -87,13 +101,14 @@ def split_body(body: bytes, content_type: str) -> list[Record]:
     ]
 
 
-def _response(result: BatchResult) -> JSONResponse:
+def _response(result: BatchResult, late: int) -> JSONResponse:
     payload = IngestResponse(
         received=result.received,
         accepted=result.accepted,
         dead_lettered=result.dead_lettered,
         duplicates=result.duplicates,
         failed=result.failed,
+        late_for_stream=late,
         errors=[
             IngestError(index=index, code=rejection.code.value, reason=rejection.reason)
             for index, _source, rejection in result.rejections
@@ -142,14 +157,17 @@ def create_app(
     token: str,
     max_body_bytes: int,
     kafka_ok: Callable[[], bool],
+    grace_s: float,
     version: str = "1",
     max_reported_errors: int = 1000,
 ) -> FastAPI:
     """The ingest web app, sending through a started ``producer``.
 
     ``kafka_ok`` answers the health check: can Kafka be reached right now?
+    ``grace_s`` is the stream's grace, for ``late_for_stream``.
     """
     expected = f"Bearer {token}".encode()
+    order = TimeOrder(grace_s)
     app = FastAPI(
         title="commpulse ingest",
         version=version,
@@ -196,11 +214,26 @@ def create_app(
         if not body.strip():
             return _problem(400, "empty request body; send an event, an array of events, or NDJSON")
         records = split_body(body, request.headers.get("content-type", ""))
+        late: list[str] = []
+
+        def accepted(event: Event, record: Record) -> None:
+            if order.see(event, record):
+                late.append(record.source)
+
         send: Callable[..., BatchResult] = producer.send_many
         result = await run_in_threadpool(
-            send, records, wait=True, keep_rejections=max_reported_errors
+            send, records, wait=True, keep_rejections=max_reported_errors, on_accepted=accepted
         )
-        return _response(result)
+        if late:
+            log.warning(
+                "%d accepted events are older than an event of their channel accepted before "
+                "by more than the stream's grace (%g s), the first at %s: a stream worker "
+                "drops them as late",
+                len(late),
+                grace_s,
+                late[0],
+            )
+        return _response(result, len(late))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

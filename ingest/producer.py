@@ -221,7 +221,7 @@ class Producer:
         wait: bool = False,
         keep_rejections: int = 100,
         on_record: Callable[[], None] | None = None,
-        on_accepted: Callable[[Event, Record], None] | None = None,
+        on_accepted: Callable[[Event, Record], object] | None = None,
     ) -> BatchResult:
         """Send a batch. Duplicate event ids within the batch are dropped and counted.
 

@@ -163,6 +163,7 @@ def http_ingest(producer: Producer, bootstrap: str, token: str) -> Iterator[str]
         token=token,
         max_body_bytes=1024 * 1024,
         kafka_ok=lambda: kafka_reachable(bootstrap, timeout=1.0) is None,
+        grace_s=600.0,
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import orjson
@@ -19,7 +20,7 @@ from commpulse.settings import Settings
 from infra import free_port, kafka_reachable
 from ingest import DeadLetter, Producer, Pseudonymiser, RejectCode, decode
 from ingest.http import create_app
-from tests.helpers import event_dict
+from tests.helpers import NOW, event_dict
 from tests.integration.invalid_inputs import invalid_lines, valid_lines
 from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, wait_for
 
@@ -67,6 +68,7 @@ def server(settings: Settings) -> Iterator[Server]:
         token=TOKEN,
         max_body_bytes=LIMIT,
         kafka_ok=lambda: kafka_reachable(bootstrap) is None,
+        grace_s=settings.stream.grace_s,
     )
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -91,6 +93,7 @@ def test_one_event_is_accepted_with_202(server: Server) -> None:
         "dead_lettered": 0,
         "duplicates": 0,
         "failed": 0,
+        "late_for_stream": 0,
         "errors": [],
     }
     [value] = server.events()
@@ -213,3 +216,32 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_events_a_stream_worker_would_find_late_are_counted_across_requests(
+    server: Server,
+) -> None:
+    base = NOW - timedelta(hours=2)
+    minutes = timedelta(minutes=1)
+    first = server.post(
+        orjson.dumps([event_dict(1, when=base), event_dict(2, when=base - 5 * minutes)])
+    )
+    assert first.status_code == 202 and first.json()["late_for_stream"] == 0  # within grace
+
+    second = server.post(
+        b"\n".join(
+            orjson.dumps(event)
+            for event in [
+                event_dict(3, when=base - 30 * minutes),  # behind the first request's latest
+                event_dict(4, when=base - 11 * minutes),  # ... by more than the 10-min grace
+                event_dict(5, when=base - 30 * minutes, channel_id="another-channel"),  # its first
+                event_dict(6, when=base + 60 * minutes),
+                event_dict(7, when=base + 50 * minutes),  # exactly the grace behind: on time
+            ]
+        ),
+        content_type="application/x-ndjson",
+    )
+
+    assert second.status_code == 202
+    assert (second.json()["accepted"], second.json()["late_for_stream"]) == (5, 2)
+    assert len(server.events()) == 7  # sent all the same: the warehouse keeps them
