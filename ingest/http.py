@@ -214,7 +214,7 @@ def create_app(
         if not body.strip():
             return _problem(400, "empty request body; send an event, an array of events, or NDJSON")
         records = split_body(body, request.headers.get("content-type", ""))
-        late: list[str] = []
+        late: list[str] = []  # where each event counted in late_for_stream came from
 
         def accepted(event: Event, record: Record) -> None:
             if order.see(event, record):
@@ -226,10 +226,11 @@ def create_app(
         )
         if late:
             log.warning(
-                "%d accepted events are older than an event of their channel accepted before "
-                "by more than the stream's grace (%g s), the first at %s: a stream worker "
-                "drops them as late",
+                "%d accepted %s older than an event of their channel accepted before by more "
+                "than the stream's grace (%g s), the first at %s: a stream worker drops them "
+                "as late",
                 len(late),
+                "event is" if len(late) == 1 else "events are",
                 grace_s,
                 late[0],
             )

@@ -84,7 +84,8 @@ def run_ingest(
     order = summary.order
     if order.behind:
         err.print(
-            f"warning: {number(order.behind)} events are older than an event of their channel "
+            f"warning: {number(order.behind)} {'event is' if order.behind == 1 else 'events are'} "
+            "older than an event of their channel "
             f"sent before them by more than the stream's grace ({order.tolerance_s:g} s), the "
             f"first at {order.first}: a stream worker drops them as late, the warehouse keeps "
             "them; send each channel's events in time order (docs/streams.md, 'Late events "
