@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ingest.events import Event
-from ingest.order import TimeOrder
+from ingest.order import TimeOrder, describe_late
 from ingest.producer import BatchResult, Producer, Record
 
 __all__ = ["EVENTS_PATH", "IngestResponse", "create_app", "split_body"]
@@ -225,15 +225,7 @@ def create_app(
             send, records, wait=True, keep_rejections=max_reported_errors, on_accepted=accepted
         )
         if late:
-            log.warning(
-                "%d accepted %s older than an event of their channel accepted before by more "
-                "than the stream's grace (%g s), the first at %s: a stream worker drops them "
-                "as late",
-                len(late),
-                "event is" if len(late) == 1 else "events are",
-                grace_s,
-                late[0],
-            )
+            log.warning("accepted: %s", describe_late(len(late), late[0], grace_s))
         return _response(result, len(late))
 
     def openapi() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ingest.events import Event
 from ingest.producer import Record
 
-__all__ = ["TimeOrder"]
+__all__ = ["TimeOrder", "describe_late"]
 
 
 @dataclass
@@ -48,3 +48,13 @@ class TimeOrder:
             if self.first is None:
                 self.first = record.source
             return True
+
+
+def describe_late(count: int, first: str | None, tolerance_s: float) -> str:
+    """What ``count`` such events mean, for a warning (the CLI's and the HTTP server's)."""
+    are = "event is" if count == 1 else "events are"
+    return (
+        f"{count:,} {are} older than an event of their channel sent before them by more "
+        f"than the stream's grace ({tolerance_s:g} s), the first at {first}: a stream worker "
+        "drops them as late"
+    )

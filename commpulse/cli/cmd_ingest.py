@@ -13,6 +13,7 @@ from commpulse.cli.root import EXIT_DEAD_LETTERED, EXIT_UNDELIVERED, State, app
 from commpulse.ingesting import IngestSummary, Source, ingest_sources
 from commpulse.settings import Settings
 from ingest.importers import open_file
+from ingest.order import describe_late
 
 _SHOWN = 10
 
@@ -84,12 +85,9 @@ def run_ingest(
     order = summary.order
     if order.behind:
         err.print(
-            f"warning: {number(order.behind)} {'event is' if order.behind == 1 else 'events are'} "
-            "older than an event of their channel "
-            f"sent before them by more than the stream's grace ({order.tolerance_s:g} s), the "
-            f"first at {order.first}: a stream worker drops them as late, the warehouse keeps "
-            "them; send each channel's events in time order (docs/streams.md, 'Late events "
-            "and final windows')",
+            f"warning: {describe_late(order.behind, order.first, order.tolerance_s)}, the "
+            "warehouse keeps them; send each channel's events in time order (docs/streams.md, "
+            "'Late events and final windows')",
             markup=False,
         )
     if summary.counts.failed:
