@@ -260,9 +260,9 @@ def measure(events: int, *, repartition: bool) -> dict[str, Any]:
         produce_raw(bootstrap, "events", encoded, {})
         time.sleep(2.0)  # let the broker settle after the load
 
-        def phase(name: str, work: Callable[[], Any]) -> Any:
+        def phase(name: str, step: Callable[[], Any]) -> Any:
             broker_before, cpu_before, started = cpu_seconds(pid), _cpu(), time.perf_counter()
-            result = work()
+            result = step()
             phases[name] = {
                 "wall_s": round(time.perf_counter() - started, 3),
                 "cpu_s": round(_cpu() - cpu_before, 3),
