@@ -19,8 +19,6 @@ if [ ! -x "$root/usr/bin/python3" ]; then
   debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-# The machine's certificate authorities (a TLS-inspecting proxy may sit between it and PyPI).
-mkdir -p "$root/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 
 mounted=()
 cleanup() {
@@ -32,6 +30,9 @@ for fs in proc sys dev; do
 done
 
 chroot "$root" bash -c "apt-get update -qq && apt-get install -y -qq python3 >/dev/null"
+# The machine's certificate authorities, after apt (whose ca-certificates would replace them):
+# a TLS-inspecting proxy may sit between this machine and PyPI.
+mkdir -p "$root/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 rm -rf "$root/root/commpulse"
 git clone -q "$PWD" "$root/root/commpulse"
 echo "fresh-debian: $(chroot "$root" python3 --version), commpulse $(git rev-parse --short HEAD)" >&2
