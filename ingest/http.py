@@ -5,9 +5,11 @@
 * 202: every event was accepted and acknowledged by Kafka.
 * 400: some inputs were rejected; they are in the dead-letter topic, the valid
   ones of the same request were still accepted; the body lists each
-  rejection with its index and reason.
-* 503: Kafka did not acknowledge some records; retrying is safe (event ids
-  make duplicates harmless downstream).
+  rejection with its index and reason. An event id that came earlier in the
+  request is one (``duplicate_event_id``).
+* 503: Kafka did not acknowledge some records; retrying delivers them. The
+  warehouse stores an event sent twice once (by its id); a stream worker
+  counts it twice (docs/reliability.md, "Known limits").
 
 Each answer also counts the accepted events that are more than the stream's
 grace older than an event of their channel the server accepted before
@@ -57,7 +59,9 @@ class IngestResponse(BaseModel):
     received: int
     accepted: int
     dead_lettered: int
-    duplicates: int
+    duplicates: int = Field(
+        description="of dead_lettered: events whose event_id came earlier in the request"
+    )
     failed: int
     late_for_stream: int = Field(
         description="accepted events more than the stream's grace older than an event of their "

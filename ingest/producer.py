@@ -5,7 +5,7 @@ goes through :class:`Producer`, so every event is validated and pseudonymised
 the same way, and every rejected input reaches the dead-letter topic with its
 reason.
 
-Counting: ``received = sent + dead_lettered + duplicates + failed`` once
+Counting: ``received = sent + dead_lettered + failed`` once
 :meth:`Producer.flush` has returned. ``sent`` and ``dead_lettered`` count
 records Kafka acknowledged (acks=all); ``failed`` counts records it did not
 acknowledge after all retries, kept in :attr:`Producer.failures` so that a
@@ -73,15 +73,14 @@ class IngestCounts:
     received: int = 0
     sent: int = 0
     dead_lettered: int = 0
-    duplicates: int = 0
     failed: int = 0
     pending: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
 
     def copy(self) -> IngestCounts:
         return IngestCounts(
-            self.received, self.sent, self.dead_lettered, self.duplicates,
-            self.failed, self.pending, Counter(self.by_reason),
+            self.received, self.sent, self.dead_lettered, self.failed, self.pending,
+            Counter(self.by_reason),
         )  # fmt: skip
 
 
@@ -92,6 +91,7 @@ class BatchResult:
     received: int = 0
     accepted: int = 0
     dead_lettered: int = 0
+    #: of ``dead_lettered``: event ids that came earlier in the batch
     duplicates: int = 0
     failed: int = 0
     rejections: list[tuple[int, str, Rejection]] = field(default_factory=list)
@@ -210,9 +210,7 @@ class Producer:
         self, item: bytes | Mapping[str, Any] | Event, *, source: str = "api"
     ) -> Event | Rejection:
         """Send one input; returns the event as sent, or why it was dead-lettered."""
-        outcome = self._send_one(Record(item, source), None)
-        assert outcome is not None  # duplicates are only dropped within send_many
-        return outcome
+        return self._send_one(Record(item, source), None)
 
     def send_many(
         self,
@@ -223,24 +221,27 @@ class Producer:
         on_record: Callable[[], None] | None = None,
         on_accepted: Callable[[Event, Record], object] | None = None,
     ) -> BatchResult:
-        """Send a batch. Duplicate event ids within the batch are dropped and counted.
+        """Send a batch. An event id that came earlier in the batch is dead-lettered.
+
+        Such a duplicate is dropped from the events topic and kept, with the place of the
+        first, in the dead-letter topic (code ``duplicate_event_id``): a retransmission
+        is harmless there, and an event that reuses another's id is not lost.
 
         With ``wait`` the call returns only once Kafka acknowledged (or failed)
         every record of the batch, and ``failed`` tells how many it did not.
         ``on_accepted`` sees each event handed to Kafka (pseudonymised), with its record.
         """
         result = BatchResult()
-        seen: dict[Any, None] = {}
+        seen: dict[Any, str] = {}
         futures: list[Any] | None = [] if wait else None
         for index, record in enumerate(records):
             result.received += 1
             outcome = self._send_one(record, seen, futures)
             if isinstance(outcome, Rejection):
                 result.dead_lettered += 1
+                result.duplicates += outcome.code is RejectCode.DUPLICATE_EVENT_ID
                 if len(result.rejections) < keep_rejections:
                     result.rejections.append((index, record.source, outcome))
-            elif outcome is None:
-                result.duplicates += 1
             else:
                 result.accepted += 1
                 if on_accepted is not None:
@@ -258,8 +259,8 @@ class Producer:
         return result
 
     def _send_one(
-        self, record: Record, seen: dict[Any, None] | None, futures: list[Any] | None = None
-    ) -> Event | Rejection | None:
+        self, record: Record, seen: dict[Any, str] | None, futures: list[Any] | None = None
+    ) -> Event | Rejection:
         kafka = self._require_started()
         data = record.data
         context = self._pseudonymiser.context  # pseudonymises while validating
@@ -289,19 +290,21 @@ class Producer:
                     else self.validator.oversized(len(value)) or event
                 )
 
+        if isinstance(outcome, Event) and seen is not None:
+            first = seen.get(outcome.event_id)
+            if first is not None:
+                outcome = Rejection(
+                    RejectCode.DUPLICATE_EVENT_ID,
+                    f"event_id {outcome.event_id} came earlier in this batch, at {first}",
+                )
+            else:
+                seen[outcome.event_id] = record.source
+                if len(seen) > self._dedupe_window:
+                    del seen[next(iter(seen))]
+
         if isinstance(outcome, Rejection):
             self._dead_letter(kafka, record, outcome, futures)
             return outcome
-
-        if seen is not None:
-            if outcome.event_id in seen:
-                with self._lock:
-                    self._counts.received += 1
-                    self._counts.duplicates += 1
-                return None
-            seen[outcome.event_id] = None
-            if len(seen) > self._dedupe_window:
-                del seen[next(iter(seen))]
 
         with self._lock:
             self._counts.received += 1

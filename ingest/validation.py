@@ -43,6 +43,7 @@ class RejectCode(StrEnum):
     INVALID_VALUE = "invalid_value"
     FUTURE_TIME = "future_time"
     TOO_OLD = "too_old"
+    DUPLICATE_EVENT_ID = "duplicate_event_id"  # within one batch (Producer.send_many)
 
 
 _PRIORITY: Final = {code: rank for rank, code in enumerate(RejectCode)}

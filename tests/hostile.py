@@ -492,21 +492,23 @@ def batches(
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one batch must give: accepted ids, duplicates dropped, rejections by index."""
+    """What one batch must give: accepted ids, and the rejections by index (repeated ids too)."""
 
     accepted: list[str]
-    duplicates: int
     rejections: list[tuple[int, RejectCode]]
 
     @property
+    def duplicates(self) -> int:
+        return sum(code is RejectCode.DUPLICATE_EVENT_ID for _, code in self.rejections)
+
+    @property
     def received(self) -> int:
-        return len(self.accepted) + self.duplicates + len(self.rejections)
+        return len(self.accepted) + len(self.rejections)
 
 
 def outcome(batch: Sequence[Input]) -> Outcome:
     seen: set[uuid.UUID] = set()
     accepted: list[str] = []
-    duplicates = 0
     rejections: list[tuple[int, RejectCode]] = []
     for index, item in enumerate(batch):
         if item.expected is not None:
@@ -515,8 +517,8 @@ def outcome(batch: Sequence[Input]) -> Outcome:
             assert item.event_id is not None
             key = uuid.UUID(item.event_id)
             if key in seen:
-                duplicates += 1
+                rejections.append((index, RejectCode.DUPLICATE_EVENT_ID))
             else:
                 seen.add(key)
                 accepted.append(item.event_id)
-    return Outcome(accepted, duplicates, rejections)
+    return Outcome(accepted, rejections)

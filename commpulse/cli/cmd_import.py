@@ -100,7 +100,11 @@ def _files(count: int) -> str:
 
 
 def _mbox_report(stats: MboxStats) -> None:
-    repeated = f" ({_plural(stats.duplicates, 'repeated Message-ID')})" if stats.duplicates else ""
+    repeated = (
+        f" ({_plural(stats.duplicates, 'repeated Message-ID')}, sent once)"
+        if stats.duplicates
+        else ""
+    )
     out.print(
         f"mbox: {number(stats.messages)} messages in {_files(stats.files)}{repeated}"
         f" · {number(stats.threads)} threads: {number(stats.requests)} requests opened,"
@@ -123,7 +127,8 @@ def _gharchive_report(stats: GhArchiveStats) -> None:
         f"gharchive: {number(stats.events)} GitHub events in {_files(stats.files)}"
         f" · {number(stats.mapped.total())} imported from {number(len(stats.repositories))}"
         f" repositories ({number(stats.requests)} requests opened)"
-        f" · {number(stats.skipped.total())} skipped · {number(len(stats.malformed))} malformed",
+        f" · {number(stats.skipped.total())} skipped · {number(len(stats.malformed))} malformed"
+        + (f" · {number(stats.repeated)} repeated (sent once)" if stats.repeated else ""),
         markup=False,
     )
     for (kind, made), count in sorted(stats.mapped.items()):

@@ -105,7 +105,6 @@ def summary_line(summary: IngestSummary, what: str) -> str:
         f"ingested {number(counts.received)} inputs from {what}",
         f"{number(counts.sent)} sent",
         f"{number(counts.dead_lettered)} dead-lettered" + (f" ({reasons})" if reasons else ""),
-        f"{number(counts.duplicates)} duplicates dropped",
     ]
     if counts.failed:
         parts.append(f"{number(counts.failed)} NOT delivered")

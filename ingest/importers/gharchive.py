@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class GhArchiveStats:
     skipped: Counter[str] = field(default_factory=Counter)  # by GitHub ``type/action``
     malformed: list[Problem] = field(default_factory=list)
     repositories: set[str] = field(default_factory=set)
+    repeated: int = 0  # events whose GitHub id came earlier (the same file twice): not sent
 
     @property
     def requests(self) -> int:
@@ -97,6 +99,7 @@ class GhArchive:
         self.done = 0
         self.total = 0
         self.stats = GhArchiveStats(files=len(self.paths))
+        self._seen: set[uuid.UUID] = set()  # event ids sent by this run
 
     @property
     def label(self) -> str:
@@ -115,6 +118,7 @@ class GhArchive:
 
     def records(self) -> Iterator[Record]:
         self.stats = GhArchiveStats(files=len(self.paths))
+        self._seen = set()
         base = 0
         for path in self.paths:
             number = 0
@@ -155,6 +159,10 @@ class GhArchive:
         if fields is None:
             self.stats.skipped[kind] += 1
             return None
+        if fields["event_id"] in self._seen:
+            self.stats.repeated += 1
+            return None
+        self._seen.add(fields["event_id"])
         self.stats.mapped[kind, f"{fields['event_type']}/{fields['actor_role']}"] += 1
         self.stats.repositories.add(fields["channel_id"])
         return event_record(fields, source)

@@ -67,7 +67,7 @@ class MboxStats:
 
     files: int = 0
     messages: int = 0  # messages found (separator lines), malformed and repeated ones too
-    duplicates: int = 0  # messages whose Message-ID came earlier (same event id, dropped)
+    duplicates: int = 0  # messages whose Message-ID came earlier (the same event: not sent)
     threads: int = 0
     requests: int = 0  # threads started in the imported files
     answered: int = 0  # requests with a reply by someone other than the starter
@@ -155,10 +155,10 @@ class MboxArchive:
             if isinstance(item, Problem):
                 stats.malformed.append(item)
                 continue
-            if item.message_id in mails:
+            if item.message_id in mails:  # an archive's repeat, or the same file twice
                 stats.duplicates += 1
-            else:
-                mails[item.message_id] = item
+                continue
+            mails[item.message_id] = item
             order.append((item.source, item.message_id))
         self.done = self.total
 
@@ -175,7 +175,7 @@ class MboxArchive:
         # lateness by event time (a message more than its grace older than the channel's
         # latest is dropped there). The sort is stable: equal dates keep file order.
         order.sort(key=lambda entry: mails[entry[1]].sent_at)
-        for source, message_id in order:  # a repeated Message-ID repeats the first one's event
+        for source, message_id in order:
             yield event_record(self._fields(mails[message_id], places[message_id]), source)
 
     # -- reading -----------------------------------------------------------

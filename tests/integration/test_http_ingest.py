@@ -126,12 +126,29 @@ def test_bad_events_get_400_with_reasons_and_land_in_the_dlq(server: Server) -> 
     assert {letter.source for letter in letters} == {f"http:{n}" for n in range(4, 16)}
 
 
-def test_duplicates_in_one_request_are_dropped_and_counted(server: Server) -> None:
+def test_an_event_id_repeated_in_one_request_is_dead_lettered_with_the_first_s_place(
+    server: Server,
+) -> None:
     one = orjson.loads(valid_lines(1)[0])
-    response = server.post(orjson.dumps([one, one, one]))
-    assert response.status_code == 202
-    assert response.json()["accepted"] == 1 and response.json()["duplicates"] == 2
+    other = {**orjson.loads(valid_lines(1, start=7)[0]), "event_id": one["event_id"]}
+    response = server.post(orjson.dumps([one, one, other]))
+    assert response.status_code == 400
+    payload = response.json()
+    assert (payload["received"], payload["accepted"]) == (3, 1)
+    assert (payload["dead_lettered"], payload["duplicates"]) == (2, 2)
+    reason = f"event_id {one['event_id']} came earlier in this batch, at http[0]"
+    assert payload["errors"] == [
+        {"index": 1, "code": "duplicate_event_id", "reason": reason},
+        {"index": 2, "code": "duplicate_event_id", "reason": reason},
+    ]
     assert len(server.events()) == 1
+    # Both are kept: the repeat, and the other event that reused the id.
+    letters = sorted(server.letters(), key=lambda letter: letter.source)
+    assert [(letter.source, str(letter.rejection)) for letter in letters] == [
+        ("http[1]", f"duplicate_event_id: {reason}"),
+        ("http[2]", f"duplicate_event_id: {reason}"),
+    ]
+    assert [orjson.loads(letter.raw) for letter in letters] == [one, other]
 
 
 @pytest.mark.parametrize(

