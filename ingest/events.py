@@ -147,7 +147,9 @@ REQUIRED_FIELDS: Final[dict[EventType, tuple[str, ...]]] = {
 PSEUDONYMISE: Final = "pseudonymise"
 #: Always pseudonymised at ingest.
 ACTOR_FIELDS: Final = ("actor_id",)
-#: Join keys, pseudonymised at ingest when they look like an address (contain ``@``).
+#: Join keys, pseudonymised at ingest unless they look like an opaque token: one with an
+#: ``@`` (an address, a Message-ID) or whitespace (a subject, a name) is (see
+#: :func:`plain_join_key`).
 JOIN_KEY_FIELDS: Final = ("conversation_id", "message_id", "in_reply_to")
 
 _MAX_DURATION_S: Final = 31 * 24 * 3600.0
@@ -166,6 +168,20 @@ ChannelId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/+\-]*$")
 ]
 Duration = Annotated[float, Field(ge=0, le=_MAX_DURATION_S)]
+# A department names a unit of the organisation, never a person's address.
+Department = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\s@\x00-\x1f\x7f](?:[^@\x00-\x1f\x7f]*[^\s@\x00-\x1f\x7f])?$",
+    ),
+]
+
+
+def plain_join_key(value: str) -> bool:
+    """Whether a join key may stay as it is: no ``@`` and no whitespace in it."""
+    return "@" not in value and not any(char.isspace() for char in value)
 
 
 class Event(BaseModel):
@@ -197,7 +213,7 @@ class Event(BaseModel):
     decision: Decision | None = None
     category: RequestCategory | None = None
     visibility: Visibility | None = None
-    department: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    department: Department | None = None
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -210,11 +226,11 @@ class Event(BaseModel):
     @field_validator(*ACTOR_FIELDS, *JOIN_KEY_FIELDS)
     @classmethod
     def _pseudonymise(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Applies the context's pseudonymiser: to actors always, to join keys that hold an ``@``."""
+        """Applies the context's pseudonymiser: to actors always, to join keys not plain."""
         pseudonymise = info.context.get(PSEUDONYMISE) if info.context else None
         if pseudonymise is None or value is None:
             return value
-        if info.field_name in JOIN_KEY_FIELDS and "@" not in value:
+        if info.field_name in JOIN_KEY_FIELDS and plain_join_key(value):
             return value
         return pseudonymise(value)  # type: ignore[no-any-return]
 

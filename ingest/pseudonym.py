@@ -7,8 +7,10 @@ The rule (also in docs/events.md):
   long as the key stays the same, so distinct-user KPIs still work; without
   the key the pseudonym cannot be turned back into the id.
 * ``conversation_id``, ``message_id`` and ``in_reply_to`` are join keys; when
-  one contains ``@`` (an e-mail Message-ID or an address) it is pseudonymised
-  the same way, so threads still join.
+  one contains ``@`` (an e-mail Message-ID or an address) or whitespace (a
+  subject or a name used as an id) it is pseudonymised the same way, so
+  threads still join. Opaque tokens such as ``TICKET-1234`` stay readable.
+* ``department`` may not hold an ``@``: an address there is rejected.
 * A value that already is a pseudonym is left alone, so re-ingesting events
   read back from the log changes nothing.
 * The event schema has no field for names, addresses, subjects or bodies, and
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Final
 
-from ingest.events import ACTOR_FIELDS, JOIN_KEY_FIELDS, PSEUDONYMISE, Event
+from ingest.events import ACTOR_FIELDS, JOIN_KEY_FIELDS, PSEUDONYMISE, Event, plain_join_key
 
 __all__ = ["PSEUDONYM_PATTERN", "Pseudonymiser"]
 
@@ -62,6 +64,6 @@ class Pseudonymiser:
                 changes[name] = pseudonym
         for name in JOIN_KEY_FIELDS:
             value = getattr(event, name)
-            if value is not None and "@" in value:
+            if value is not None and not plain_join_key(value):
                 changes[name] = self.pseudonym(value)
         return event.model_copy(update=changes) if changes else event

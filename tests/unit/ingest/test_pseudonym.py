@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from ingest import Event, Pseudonymiser, encode
+from ingest import Event, Pseudonymiser, RejectCode, Rejection, Validator, encode
 from ingest.pseudonym import PSEUDONYM_PATTERN
 from tests.helpers import event_dict
 
@@ -86,3 +86,28 @@ def encode_raw(data: dict[str, object]) -> bytes:
     import orjson
 
     return orjson.dumps(data)
+
+
+def test_no_address_subject_or_body_passes_in_a_join_key_or_the_department() -> None:
+    pseudonymiser = Pseudonymiser(b"k" * 32)
+    base = event_dict(
+        event_type="ticket_replied", conversation_id="TICKET-1234", department="Support"
+    )
+    kept = Validator().from_mapping(base, pseudonymiser.context)
+    assert isinstance(kept, Event)
+    assert (kept.conversation_id, kept.department) == ("TICKET-1234", "Support")
+
+    texts = {
+        "conversation_id": "Re: salary of John Smith",
+        "in_reply_to": "Hello Bob, your password is hunter2",
+        "message_id": "john@example.com",
+    }
+    event = Validator().from_mapping({**base, **texts}, pseudonymiser.context)
+    assert isinstance(event, Event)
+    for name, text in texts.items():
+        assert getattr(event, name) == pseudonymiser.pseudonym(text)
+    assert not any(text in event.model_dump_json() for text in texts.values())
+
+    rejected = Validator().from_mapping({**base, "department": "john@example.com"})
+    assert isinstance(rejected, Rejection) and rejected.code is RejectCode.INVALID_VALUE
+    assert "john" not in rejected.reason
