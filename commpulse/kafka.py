@@ -87,9 +87,14 @@ def make_producer(settings: Settings, target: KafkaTarget) -> Producer:
         max_event_bytes=settings.ingest.max_event_bytes,
         future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
     )
+    delivery_ms = int(settings.ingest.delivery_timeout_s * 1000)
+    # kafka-python wants the delivery timeout to cover a request and the batching delay.
+    request_ms = min(30_000, delivery_ms // 2)
     return Producer(
         bootstrap_servers=target.bootstrap_servers,
-        client_options=target.client_options,
+        client_options={"request_timeout_ms": request_ms, **target.client_options},
+        delivery_timeout_ms=delivery_ms,
+        max_block_ms=min(30_000, delivery_ms),
         events_topic=settings.topics.events,
         dlq_topic=settings.topics.dlq,
         pseudonymiser=Pseudonymiser(pseudonym_key(settings)),

@@ -193,6 +193,12 @@ class IngestSettings(BaseModel):
         86_400, ge=0, description="how far in the future occurred_at may be"
     )
     linger_ms: int = Field(20, ge=0, description="producer batching delay")
+    delivery_timeout_s: float = Field(
+        120.0,
+        ge=1.0,
+        description="how long the producer retries a record before it reports it as not "
+        "delivered (ingest exits 4 and lists them; HTTP answers 503)",
+    )
 
 
 class StreamSettings(BaseModel):

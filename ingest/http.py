@@ -55,6 +55,14 @@ class IngestError(BaseModel):
     reason: str
 
 
+class Undelivered(BaseModel):
+    index: int
+    event_id: str | None = Field(
+        description="the event Kafka did not take; null for a rejected input whose dead "
+        "letter it did not take"
+    )
+
+
 class IngestResponse(BaseModel):
     received: int
     accepted: int
@@ -69,6 +77,9 @@ class IngestResponse(BaseModel):
         "warehouse keeps them"
     )
     errors: list[IngestError] = []
+    undelivered: list[Undelivered] = Field(
+        [], description="with 503: the inputs Kafka did not take; sending them again is safe"
+    )
 
 
 class Problem(BaseModel):
@@ -116,6 +127,9 @@ def _response(result: BatchResult, late: int) -> JSONResponse:
         errors=[
             IngestError(index=index, code=rejection.code.value, reason=rejection.reason)
             for index, _source, rejection in result.rejections
+        ],
+        undelivered=[
+            Undelivered(index=index, event_id=event_id) for index, event_id in result.undelivered
         ],
     )
     status = 503 if result.failed else 400 if result.dead_lettered else 202

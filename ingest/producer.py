@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 _MAX_KEPT: Final = 1000
 #: How long each call into kafka-python waits while flushing with no timeout, in seconds.
 _FLUSH_SLICE_S: Final = 0.5
+#: After kafka-python could not queue a record within ``max_block_ms`` (Kafka away, its
+#: buffer full), records fail at once for this long instead of each waiting as long again.
+_REFUSING_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,9 @@ class BatchResult:
     duplicates: int = 0
     failed: int = 0
     rejections: list[tuple[int, str, Rejection]] = field(default_factory=list)
+    #: ``(index, event id)`` of each input Kafka did not take (with ``wait``); the id is
+    #: None for a rejected input whose dead letter did not arrive
+    undelivered: list[tuple[int, str | None]] = field(default_factory=list)
 
 
 class Producer:
@@ -141,6 +147,7 @@ class Producer:
         self._lock = threading.Lock()
         self._counts = IngestCounts()
         self.failures: list[DeliveryFailure] = []
+        self._refusing_until = 0.0  # time.monotonic(); see _REFUSING_S
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -234,9 +241,14 @@ class Producer:
         result = BatchResult()
         seen: dict[Any, str] = {}
         futures: list[Any] | None = [] if wait else None
+        owners: list[tuple[int, str | None]] = []  # whose record each future is
         for index, record in enumerate(records):
             result.received += 1
             outcome = self._send_one(record, seen, futures)
+            if futures is not None and len(futures) > len(owners):
+                owners.append(
+                    (index, str(outcome.event_id) if isinstance(outcome, Event) else None)
+                )
             if isinstance(outcome, Rejection):
                 result.dead_lettered += 1
                 result.duplicates += outcome.code is RejectCode.DUPLICATE_EVENT_ID
@@ -248,14 +260,11 @@ class Producer:
                     on_accepted(outcome, record)
             if on_record is not None:
                 on_record()
-        for future in futures or ():
-            if isinstance(future, KafkaError):  # refused before it was queued
+        for owner, future in zip(owners, futures or (), strict=True):
+            if not _delivered(future):
                 result.failed += 1
-                continue
-            try:
-                future.get()
-            except Exception:  # noqa: BLE001 - counted (and logged) by the errback too
-                result.failed += 1
+                if len(result.undelivered) < keep_rejections:
+                    result.undelivered.append(owner)
         return result
 
     def _send_one(
@@ -349,8 +358,12 @@ class Producer:
         with self._lock:
             self._counts.pending += 1
         try:
+            if time.monotonic() < self._refusing_until:
+                raise KafkaTimeoutError("Kafka took no record within max_block_ms just before")
             future = kafka.send(topic, **record)
         except KafkaError as exc:  # e.g. no metadata within max_block_ms: Kafka unreachable
+            if isinstance(exc, KafkaTimeoutError):
+                self._refusing_until = max(self._refusing_until, time.monotonic() + _REFUSING_S)
             self._on_failed(topic, source, event_id, exc)
             if futures is not None:
                 futures.append(exc)
@@ -390,6 +403,17 @@ class Producer:
         if self._kafka is None:
             raise RuntimeError("Producer.start() was not called")
         return self._kafka
+
+
+def _delivered(future: Any) -> bool:
+    """Whether Kafka took the record of a future ``send_many`` waits for."""
+    if isinstance(future, KafkaError):  # refused before it was queued
+        return False
+    try:
+        future.get()
+    except Exception:  # noqa: BLE001 - counted (and logged) by the errback too
+        return False
+    return True
 
 
 def _raw_of(data: object) -> bytes:

@@ -92,6 +92,7 @@ def test_one_event_is_accepted_with_202(server: Server) -> None:
         "accepted": 1,
         "dead_lettered": 0,
         "duplicates": 0,
+        "undelivered": [],
         "failed": 0,
         "late_for_stream": 0,
         "errors": [],
