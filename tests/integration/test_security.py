@@ -21,12 +21,14 @@ import duckdb
 import httpx
 import orjson
 import polars as pl
+import pytest
 
 from commpulse.settings import Settings
 from infra import AlertmanagerProcess, EmbeddedBroker, running_broker
 from ingest import Pseudonymiser
 from tests.helpers import event_dict
 from tests.integration.invalid_inputs import valid_lines
+from tests.integration.pii_secrets import Secrets, gharchive_secrets, mbox_secrets
 from tests.integration.stream_support import worker
 from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, run_cli, serve_ingest
 from tests.integration.test_importers import DATA, mail_secrets
@@ -300,21 +302,93 @@ def parquet_values(folder: Path) -> list[tuple[str, str, str]]:
     return values
 
 
-def leaks(values: list[tuple[str, str, str]], secrets: set[str]) -> list[tuple[str, str, str]]:
-    """The values that contain a secret (case-insensitively), found by DuckDB."""
-    con = duckdb.connect()
-    try:
-        secret = pl.DataFrame({"s": sorted({s.lower() for s in secrets})}, schema={"s": pl.String})
-        value = pl.DataFrame(values, schema=["place", "col", "v"], orient="row")
-        con.register("secret", secret)
-        con.register("value", value)
-        found = con.execute(
-            "SELECT DISTINCT place, col, s FROM value JOIN secret ON contains(lower(v), s) "
-            "ORDER BY ALL LIMIT 20"
-        ).fetchall()
-    finally:
-        con.close()
-    return [(str(a), str(b), str(c)) for a, b, c in found]
+Values = list[tuple[str, str, str]]
+
+
+def scan(groups: dict[str, Values], secrets: set[str]) -> dict[str, Values]:
+    """For each group of (place, column, value), where a value contains a secret
+    (case-insensitively): (place, column, secret), the first 20 of each group.
+
+    One Aho–Corasick pass (polars' ``str.extract_many``) over every group at once: building
+    the automaton for tens of thousands of secrets takes a second or two, the pass less.
+    """
+    patterns = sorted({s.lower() for s in secrets})
+    schema = {"group": pl.String, "place": pl.String, "col": pl.String, "v": pl.String}
+    rows = [(group, *value) for group, values in groups.items() for value in values]
+    found = (
+        pl.DataFrame(rows, schema=schema, orient="row")
+        .select(
+            "group",
+            "place",
+            "col",
+            s=pl.col("v").str.to_lowercase().str.extract_many(patterns, overlapping=True),
+        )
+        .explode("s")
+        .drop_nulls("s")
+        .unique()
+        .sort(pl.all())
+    )
+    return {
+        group: [
+            (str(a), str(b), str(c))
+            for a, b, c in found.filter(pl.col("group") == group).drop("group").head(20).iter_rows()
+        ]
+        for group in groups
+    }
+
+
+#: The shared real data (../shared/data beside the checkout): 8 quarters of a mailing list
+#: and an hour of GH Archive. CI always has it; elsewhere its part of the scan is skipped.
+ARCHIVES = DATA / "r-package-devel"
+HOURS = DATA / "gharchive"
+
+
+def real_data() -> tuple[list[Path], list[Path]] | str:
+    """The mbox archives and the GH Archive hour; or why they are missing (in CI: fails)."""
+    archives, hours = sorted(ARCHIVES.glob("*.mbox")), sorted(HOURS.glob("*.json.gz"))
+    if len(archives) == 8 and len(hours) == 1:
+        return archives, hours
+    missing = (
+        f"the shared real data is not at {DATA.resolve()} ({len(archives)} of 8 mbox archives, "
+        f"{len(hours)} of 1 GH Archive hour)"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{missing}; CI has it beside the checkout")
+    return missing
+
+
+#: Fewer secrets of a kind than this means the scan has gone blind to it (the data is
+#: fixed; each is about 95 % of what the helpers find in it today).
+LEAST = {
+    "mail display names": 290,
+    "mail addresses": 300,
+    "mail subjects": 810,
+    "mail message ids": 2000,
+    "mail body lines": 18000,
+    "gh logins": 1550,
+    "gh commit author names": 1450,
+    "gh commit author addresses": 2550,
+    "gh titles": 800,
+    "gh body lines": 4700,
+    "mail senders, subjects and ids (test_importers)": 2650,
+}
+
+
+def real_secrets(archives: list[Path], hours: list[Path]) -> Secrets:
+    """Everything the real data says about people, by kind; too few of a kind fails."""
+    kinds = mbox_secrets(archives)
+    for hour in hours:
+        for kind, texts in gharchive_secrets(hour).items():
+            kinds.setdefault(kind, set()).update(texts)
+    # The archive's senders, subjects and Message-IDs as test_importers checks them.
+    kinds["mail senders, subjects and ids (test_importers)"] = {
+        secret.decode() for secret in mail_secrets(archives)
+    }
+    counts = {kind: len(kinds.get(kind, ())) for kind in LEAST | kinds}
+    print("real secrets: " + " · ".join(f"{kind} {n:,}" for kind, n in counts.items()))
+    short = {kind: n for kind, n in counts.items() if n < LEAST.get(kind, 1)}
+    assert not short, f"fewer secrets than the data holds: {short}, at least {LEAST}"
+    return kinds
 
 
 def test_no_raw_identity_reaches_any_table_of_the_warehouse_or_the_bi_snapshot(
@@ -327,13 +401,18 @@ def test_no_raw_identity_reaches_any_table_of_the_warehouse_or_the_bi_snapshot(
     assert ingested.returncode == 0, ingested.stderr
     secrets = set(RAW_ACTORS) | set(RAW_KEYS) | {key.strip("<>") for key in RAW_KEYS}
 
-    archives = sorted((DATA / "r-package-devel").glob("*.mbox"))
-    if archives:  # real senders, subjects and Message-IDs of a mailing list
+    real = real_data()
+    kinds: Secrets = {}
+    if isinstance(real, str):
+        print(f"{real}: synthetic events only")
+    else:  # real names, addresses, subjects, bodies, logins and titles
+        archives, hours = real
         imported = run_cli("import", "mbox", *map(str, archives), env=cli_env)
         assert imported.returncode == 0, imported.stderr
-        secrets |= {secret.decode() for secret in mail_secrets(archives)}
-    else:
-        print(f"no mailing-list archives at {DATA / 'r-package-devel'}: synthetic events only")
+        imported = run_cli("import", "gharchive", *map(str, hours), env=cli_env)
+        assert imported.returncode == 0, imported.stderr
+        kinds = real_secrets(archives, hours)
+        secrets |= set().union(*kinds.values())
 
     sunk = run_cli("sink", "--until-caught-up", env=cli_env)
     assert sunk.returncode == 0, sunk.stderr
@@ -348,17 +427,36 @@ def test_no_raw_identity_reaches_any_table_of_the_warehouse_or_the_bi_snapshot(
         f"snapshot {serving_columns} columns, {len(serving)} values; parquet {len(parquet)} values"
     )
     assert warehouse_columns > 100 and serving_columns > 50 and parquet
+    # One scan of everything (the automaton for all secrets is built once), with planted
+    # values to show that it would see a leak: a raw actor id, and a secret of every kind
+    # of the real data wherever it sits in a value.
     planted = [("raw.events", "actor_id", f"x {RAW_ACTORS[0].upper()} y")]
-    assert leaks(planted, secrets) == [("raw.events", "actor_id", RAW_ACTORS[0])]  # it would see
-    assert leaks(warehouse, secrets) == []
-    assert leaks(serving, secrets) == []
-    assert leaks(parquet, secrets) == []
+    samples = {kind: sorted(texts)[len(texts) // 2] for kind, texts in kinds.items()}
+    found = scan(
+        {"planted": planted, "warehouse": warehouse, "snapshot": serving, "parquet": parquet}
+        | {
+            kind: [("core.messages", "body", f"<p>{text.upper()}</p>")]
+            for kind, text in samples.items()
+        },
+        secrets,
+    )
+    assert found["planted"] == [("raw.events", "actor_id", RAW_ACTORS[0])]  # it would see
+    seen = {kind: {secret for _, _, secret in found[kind]} for kind in samples}
+    unseen = {kind: text for kind, text in samples.items() if text.lower() not in seen[kind]}
+    assert not unseen, f"planted secrets went unseen: {unseen}"
+    assert found["warehouse"] == []
+    assert found["snapshot"] == []
+    assert found["parquet"] == []
 
     # The scan looks at the right data: the actors are there, as their pseudonyms.
     pseudonyms = {Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym(actor) for actor in RAW_ACTORS}
     stored = {value for place, column, value in warehouse if column == "actor_id"}
     assert pseudonyms <= stored
     assert any(place == "core.activity" and value in pseudonyms for place, _, value in serving)
+    if not isinstance(real, str):  # ... and so are the real data's channels
+        channels = {value for _, column, value in warehouse if column == "channel_id"}
+        assert "email:r-package-devel" in channels
+        assert sum(channel.startswith("gh:") for channel in channels) > 500
 
     # The BI snapshot holds core, metrics and its own meta: no raw events, no ops.
     con = duckdb.connect(str(settings.serving_path), read_only=True)
@@ -372,6 +470,8 @@ def test_no_raw_identity_reaches_any_table_of_the_warehouse_or_the_bi_snapshot(
     assert [name for (name,) in schemas] == ["core", "meta", "metrics"]
     parquet_files = [p.name for p in (settings.serving_path.parent / "parquet").glob("*")]
     assert parquet_files and not [n for n in parquet_files if n.startswith(("raw.", "ops."))]
+    if isinstance(real, str):
+        pytest.skip(f"only the synthetic part ran (and passed): {real}")
 
 
 # -- commpulse sql cannot write --------------------------------------------------------------------
