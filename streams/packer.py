@@ -58,6 +58,20 @@ _ENVELOPE_BYTES = 64
 _SLIM_EXTRA_BYTES = 128
 
 
+async def metadata(consumer: Any) -> None:
+    """Fetch the cluster's metadata, retrying with backoff: a worker that starts while the
+    broker restarts waits for it instead of stopping with an error."""
+    backoff = _BACKOFF_S
+    while True:
+        try:
+            await consumer.topics()
+            return
+        except KafkaError as exc:
+            log.warning("packer metadata error=%s: retrying in %.1f s", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+
 @dataclass
 class PackerStats:
     events: int = 0
@@ -145,7 +159,7 @@ class Packer:
         try:
             await consumer.start()
             try:
-                await consumer.topics()  # metadata: how many partitions the events topic has
+                await metadata(consumer)  # how many partitions the events topic has
                 await self._loop(consumer, producer)
             finally:
                 await consumer.stop()

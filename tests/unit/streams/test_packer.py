@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from streams.envelopes import packed_partition, unpack
-from streams.packer import Packer
+from streams.packer import Packer, metadata
 
 EVENTS = "events"
 SOURCE = TopicPartition(EVENTS, 0)
@@ -185,3 +185,20 @@ def test_envelopes_stay_below_the_largest_record_and_an_event_too_big_for_one_is
     assert letter["commpulse.source"] == b"packer:events[0]@20"
     assert b"too big for an envelope of at most 8192 bytes" in letter["commpulse.reason"]
     assert consumer.commits == [{SOURCE: 22}]
+
+
+def test_the_metadata_is_fetched_again_until_the_broker_answers() -> None:
+    """A worker starting while the broker restarts waits for it (it used to stop, exit 1)."""
+
+    class Consumer:
+        calls = 0
+
+        async def topics(self) -> set[str]:
+            self.calls += 1
+            if self.calls < 3:
+                raise KafkaError("Unable to get cluster metadata over all known brokers")
+            return {"events"}
+
+    consumer = Consumer()
+    asyncio.run(asyncio.wait_for(metadata(consumer), timeout=10))
+    assert consumer.calls == 3
