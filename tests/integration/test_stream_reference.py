@@ -1,14 +1,20 @@
-"""Acceptance: 200,000 simulated events flow while workers and the sink are killed; the
-stream's final windows equal a plain polars recomputation of docs/kpis.md
-(tests/integration/kpi_reference.py), the killed app's equal the uninterrupted app's,
-and the warehouse holds every event exactly once.
+"""Acceptance: 200,000 simulated events flow, with invalid inputs among them, while
+workers and the sink are killed and the broker is restarted; the stream's final windows
+equal a plain polars recomputation of docs/kpis.md (tests/integration/kpi_reference.py),
+the killed app's equal the uninterrupted app's, the warehouse holds every valid event
+exactly once, and the dead-letter topic exactly the invalid inputs.
 
 A fifth of 14 days of simulated events is in the events topic first. Then a
 ``commpulse stream`` app on its own stack (app id, packed, kpis and alerts topics)
-and a running ``commpulse sink`` start, and the rest of the events is sent in chunks
+and a running ``commpulse sink`` start, and the rest of the events, with 360 invalid
+JSON lines of 12 classes spread among them, is sent in chunks through one producer
 while the app's worker and the sink are killed with SIGKILL 5 times each and started
-again (tests/integration/faults.py; the random seed and a timeline are printed).
-Then a second app, never interrupted, reads the same events topic from the start.
+again, and, after the second round, the broker is stopped gracefully and started again
+(tests/integration/faults.py; the random seed and a timeline are printed). The flow
+keeps in step with the faults (tests/integration/flow.py): every kill and the restart
+come after some of its inputs and before the rest, with more sent since the fault
+before, whatever the speed of the machine (asserted from the timeline). Then a second
+app, never interrupted, reads the same events topic from the start.
 
 Once the uninterrupted worker has caught up, every window it has made final must
 equal the reference, and it must have made final the large majority of the windows
@@ -17,27 +23,30 @@ whose end + settle time + grace lies before the last event. Then one
 watermark past every window of the history: again every final window must equal the
 reference, and now every window of the history must be final. The killed app must
 end with exactly the same final windows; a last sink run loads the rest, and the
-warehouse must hold each event once, each read once (no duplicates, none skipped).
+warehouse must hold each valid event once, each read once (no duplicates, none
+skipped); the dead-letter topic must hold each invalid input once, byte for byte, with
+its class and reason.
 
 Channel windows and kind windows are checked apart (a kind window waits for the kind in
 every source partition, and the worker reads them unevenly while catching up).
 
-The reference is computed from the simulated events as generated (raw actor ids), not
-read back from the events topic: pseudonymisation maps equal ids to equal pseudonyms and
-different ids to different ones, so every count is the same, and the comparison covers
-validation, pseudonymisation, the producer and the packer too. Every event is accepted
-and none is late (both asserted), so the stream saw exactly these events.
+The reference is computed from the valid simulated events as generated (raw actor ids),
+not read back from the events topic: pseudonymisation maps equal ids to equal pseudonyms
+and different ids to different ones, so every count is the same, and the comparison
+covers validation, pseudonymisation, the producer and the packer too. Every valid event
+is accepted, every invalid input dead-lettered, and none is late (all asserted), so the
+stream saw exactly these events.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -56,8 +65,19 @@ from commpulse.settings import (
 from infra import FETCH_RESPONSE_MAX_BYTES, EmbeddedBroker, ensure_topics
 from ingest.simulator import SimulationConfig, simulate
 from streams.records import KpiRecord
-from tests.integration.faults import kills_while_sending, sink_env, warehouse_counts
+from tests.integration.faults import KILLS, kills_while_sending, sink_env, warehouse_counts
+from tests.integration.flow import FaultLog, Inputs, Letter, dead_letters
+from tests.integration.invalid_inputs import invalid_lines
 from tests.integration.kpi_reference import Key, Value, reference_frame
+from tests.integration.reference_checks import (
+    channels,
+    compare,
+    count_kpis,
+    keys,
+    kinds,
+    reference_values,
+    settled_by_kinds,
+)
 from tests.integration.stream_support import caught_up, differences, finals, send, worker
 from tests.integration.support import PSEUDONYM_KEY, reconcile_summary, run_cli
 from tests.integration.test_stream import stack
@@ -73,68 +93,13 @@ GRACE_S: Final = 600.0
 CHUNK: Final = 25_000
 #: what is in the events topic before anything runs; the rest flows while workers are killed
 HISTORY: Final = EVENTS // 5
-#: the rest is sent in chunks of this many events, with a pause between
-FLOW_CHUNK: Final = 10_000
-FLOW_PAUSE_S: Final = 1.0
-
-# -- comparing ----------------------------------------------------------------------------
-
-
-def is_kind(key: Key) -> bool:
-    """A kind window's subject is '<kind> (<scope>)'; channel ids have no spaces."""
-    return " " in key[0]
-
-
-def channels(values: Mapping[Key, Any]) -> dict[Key, Any]:
-    return {key: value for key, value in values.items() if not is_kind(key)}
-
-
-def kinds(values: Mapping[Key, Any]) -> dict[Key, Any]:
-    return {key: value for key, value in values.items() if is_kind(key)}
-
-
-def _same(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
-
-@dataclass
-class Comparison:
-    compared: int = 0
-    matched: int = 0
-    #: (key, stream value, reference value or None if the reference has no such window)
-    differences: list[tuple[Key, Value, Value | None]] = field(default_factory=list)
-
-    def show(self, limit: int = 15) -> str:
-        by_kpi = _count_kpis({key for key, _, _ in self.differences})
-        lines = [f"{len(self.differences)} of {self.compared} final windows differ: {by_kpi}"]
-        lines += [
-            f"  {key}: stream {got}, reference {want}"
-            for key, got, want in self.differences[:limit]
-        ]
-        return "\n".join(lines)
-
-
-def compare(stream: Mapping[Key, Value], reference: Mapping[Key, Value]) -> Comparison:
-    """Every final window of the stream against the reference."""
-    result = Comparison()
-    for key, got in sorted(stream.items()):
-        result.compared += 1
-        want = reference.get(key)
-        if want is not None and all(_same(a, b) for a, b in zip(got, want, strict=True)):
-            result.matched += 1
-        else:
-            result.differences.append((key, got, want))
-    return result
-
-
-def _count_kpis(keys: set[Key]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for key in keys:
-        counts[key[1]] = counts.get(key[1], 0) + 1
-    return dict(sorted(counts.items()))
-
+#: invalid JSON lines spread among the rest, 30 of each of 12 classes
+INVALID: Final = 360
+#: the rest is sent in chunks of this many inputs, with a pause between
+FLOW_CHUNK: Final = 2_000
+FLOW_PAUSE_S: Final = 0.4
+#: the broker is stopped and started again after this many of the 5 kill rounds
+BROKER_RESTART_AFTER: Final = 2
 
 # -- one run of the stack -------------------------------------------------------------------
 
@@ -151,14 +116,11 @@ class Phase:
 
     @property
     def values(self) -> dict[Key, Value]:
-        frame = self.reference.select(
-            "subject", "kpi", "granularity", "window_start", "value", "numerator", "denominator"
-        )
-        return {(s, k, g, w): (v, n, d) for s, k, g, w, v, n, d in frame.iter_rows()}
+        return reference_values(self.reference)
 
     def settled(self) -> set[Key]:
         """Reference windows whose final time (end + settle + grace) is before the last event."""
-        return _keys(self.reference.filter(pl.col("final_at") < self.last_event))
+        return keys(self.reference.filter(pl.col("final_at") < self.last_event))
 
 
 @dataclass
@@ -178,12 +140,11 @@ class Run:
     #: the killed app's worker at the end: its health, and the end of its log
     killed_health: dict[str, Any]
     killed_tail: str
-    kill_log: str
-
-
-def _keys(frame: pl.DataFrame) -> set[Key]:
-    rows = frame.select("subject", "kpi", "granularity", "window_start").iter_rows()
-    return {(s, k, g, w) for s, k, g, w in rows}
+    #: the kills and the broker restart, with how many inputs had been handed over at each
+    faults: FaultLog
+    #: the dead-letter topic's records, and the invalid inputs sent (class, raw, reason)
+    dead_letters: Counter[Letter]
+    invalid: Counter[Letter]
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +180,7 @@ def stack_settings(
 
 
 @pytest.fixture(scope="module")
-def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
+def run(broker: EmbeddedBroker, stack_settings: tuple[Settings, dict[str, str]]) -> Run:
     settings, cli_env = stack_settings
     seconds: dict[str, float] = {}
     clock = time.monotonic()
@@ -232,6 +193,7 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
 
     events = list(simulate(CONFIG))
     push = _push_events(events)
+    inputs = Inputs.mixed(events[HISTORY:], invalid_lines(INVALID))
     lap("simulate")
     # In time order, and each channel's events stay in order in its partition: none is late.
     for at in range(0, HISTORY, CHUNK):
@@ -242,12 +204,14 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
     kpis_topic = f"{app_id}.kpis"
     with kills_while_sending(
         settings,
-        events[HISTORY:],
+        inputs,
         worker_env=killed_env,
         app_id=killed_app,
         sink=sink_env(env),
         chunk=FLOW_CHUNK,
         pause=FLOW_PAUSE_S,
+        broker=broker,
+        broker_after=BROKER_RESTART_AFTER,
     ) as killed:
         lap("send the rest while killing")
         # The uninterrupted app starts once the whole history is in the log, and catches up.
@@ -277,7 +241,9 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
         killed_finals = _finals_when(settings, f"{killed_app}.kpis", second, timeout=30)
         killed_tail = killed.worker.tail(80)
         lap("the killed app's finals")
-    print(f"kill -9 timeline:\n{killed.log}")
+    print(f"timeline of the faults:\n{killed.log}")
+    letters = dead_letters(settings)
+    lap("read the dead letters")
     # The warehouse loads the rest of the log; reconcile compares it with the final day windows.
     sunk = run_cli("sink", "--until-caught-up", env=env, timeout=900)
     lap("sink")
@@ -306,7 +272,9 @@ def run(stack_settings: tuple[Settings, dict[str, str]]) -> Run:
         killed_finals,
         killed_health,
         killed_tail,
-        str(killed.log),
+        killed.log,
+        letters,
+        inputs.dead_letters(),
     )
 
 
@@ -378,28 +346,6 @@ def _finals_when(
         time.sleep(2.0)
 
 
-# -- watermarks ----------------------------------------------------------------------------
-
-
-def settled_by_kinds(run: Run, phase: Phase) -> set[Key]:
-    """Reference windows whose final time their kind's latest event time has passed.
-
-    Once the worker has caught up with every source partition, their groups are idle and
-    each one's watermark is its kind's latest event time (docs/kpis.md, "Late events and
-    final windows"), so exactly these windows are final.
-    """
-    latest: dict[str, float] = {}
-    for event in run.events:
-        t = event["occurred_at"].timestamp()
-        kind = event["channel_kind"]
-        latest[kind] = max(t, latest.get(kind, t))
-    marks = pl.DataFrame({"channel_kind": list(latest), "watermark": list(latest.values())})
-    ready = phase.reference.join(marks, on="channel_kind").filter(
-        pl.col("watermark") >= pl.col("final_at")
-    )
-    return _keys(ready)
-
-
 # -- the checks -------------------------------------------------------------------------------
 
 
@@ -430,13 +376,13 @@ def test_kind_windows_equal_the_reference_while_catching_up(run: Run) -> None:
 def test_every_window_settled_by_its_kind_is_final_while_catching_up(run: Run) -> None:
     phase = run.catching_up
     settled = phase.settled()
-    by_kinds = settled_by_kinds(run, phase)
+    by_kinds = settled_by_kinds(run.events, phase.reference)
     missing = settled - phase.finals.keys()
     print(
         f"\ncoverage: {len(settled) - len(missing)} of {len(settled)} windows settled by the "
         f"last event of the history are final ({1 - len(missing) / len(settled):.2%}); "
         f"{len(by_kinds)} are settled by their kind's last event. Missing by KPI "
-        f"{_count_kpis(missing)}"
+        f"{count_kpis(missing)}"
     )
     # The worker has caught up: every group sits at its kind's latest event time.
     late = sorted(by_kinds - phase.finals.keys())
@@ -453,7 +399,7 @@ def test_after_the_push_every_channel_window_is_final_and_equal(run: Run) -> Non
     of_history = phase.reference.filter(pl.col("start") < END.timestamp())
     assert of_history["final_at"].max() < PUSH.timestamp()  # type: ignore[operator]
     result = compare(channels(phase.finals), phase.values)
-    history = _keys(phase.reference.filter(pl.col("final_at") < PUSH.timestamp()))
+    history = keys(phase.reference.filter(pl.col("final_at") < PUSH.timestamp()))
     missing = sorted(channels(dict.fromkeys(history - phase.finals.keys())))
     print(
         f"\nafter the push: {result.matched} of {result.compared} final channel windows equal; "
@@ -469,7 +415,7 @@ def test_after_the_push_every_channel_window_is_final_and_equal(run: Run) -> Non
 def test_after_the_push_every_kind_window_is_final_and_equal(run: Run) -> None:
     phase = run.pushed
     result = compare(kinds(phase.finals), phase.values)
-    history = _keys(phase.reference.filter(pl.col("final_at") < PUSH.timestamp()))
+    history = keys(phase.reference.filter(pl.col("final_at") < PUSH.timestamp()))
     missing = sorted(kinds(dict.fromkeys(history - phase.finals.keys())))
     assert not result.differences, result.show()
     assert not missing, f"{len(missing)} kind windows are not final: {missing[:20]}"
@@ -479,6 +425,22 @@ def test_a_final_window_never_changes(run: Run) -> None:
     assert not run.changed, list(run.changed.items())[:20]
 
 
+def test_every_kill_and_the_broker_restart_came_while_the_inputs_flowed(run: Run) -> None:
+    """5 kills of the worker and 5 of the sink, and a graceful broker restart after the
+    second round, each after some of the flow's inputs had been handed to the producer and
+    before the rest, with more handed over since the fault before."""
+    kills = ["kill -9 stream worker", "kill -9 sink"]
+    expected = [
+        *kills * BROKER_RESTART_AFTER,
+        "broker stopped",
+        *kills * (KILLS - BROKER_RESTART_AFTER),
+    ]
+    assert [fault.what.partition(" #")[0] for fault in run.faults.faults] == expected
+    assert run.faults.not_while_sending() == [], run.faults
+    assert run.faults.without_flow_before() == [], run.faults
+    assert run.faults.total == EVENTS - HISTORY + INVALID
+
+
 def test_the_killed_app_ends_with_the_final_windows_of_the_uninterrupted_one(run: Run) -> None:
     print(f"\nthe killed app: {len(run.killed)} final windows")
     assert len(run.pushed.finals) > 50_000
@@ -486,21 +448,32 @@ def test_the_killed_app_ends_with_the_final_windows_of_the_uninterrupted_one(run
         missing = run.pushed.finals.keys() - run.killed.keys()
         pytest.fail(
             f"{differences(run.killed, run.pushed.finals)}\n"
-            f"missing by KPI: {_count_kpis(missing)}; kind windows: {len(kinds(dict.fromkeys(missing)))}\n"
-            f"the killed app's worker: {run.killed_health}\n{run.kill_log}\n"
+            f"missing by KPI: {count_kpis(missing)}; kind windows: {len(kinds(dict.fromkeys(missing)))}\n"
+            f"the killed app's worker: {run.killed_health}\n{run.faults}\n"
             f"the end of its log:\n{run.killed_tail}"
         )
     assert run.killed_health.get("late_dropped") == 0, run.killed_health  # replays are not late
 
 
 def test_the_warehouse_holds_every_event_once(run: Run) -> None:
-    """Across 6 kill -9s of the sink, each event was read once: no duplicates, none skipped."""
+    """Across 6 kill -9s of the sink and a broker restart, each valid event was read once:
+    no duplicates, none skipped, nothing invalid (the invalid inputs never reach the topic)."""
     assert run.sink.returncode == 0, run.sink.stderr
     sent = len(run.events) + len(_push_events(run.events))
     rows, loads, offsets = warehouse_counts(run.warehouse)
     assert rows == (sent, sent)
     assert loads == (sent, sent, 0, 0), "ops.loads (received, stored, duplicates, invalid)"
     assert offsets == (sent,)
+
+
+def test_the_dead_letter_topic_holds_exactly_the_invalid_inputs_with_their_reasons(
+    run: Run,
+) -> None:
+    """Each invalid input, sent among the events through the same producer, is in the
+    dead-letter topic once, byte for byte, with its class and the reason ingest gives it."""
+    assert sum(run.invalid.values()) == INVALID
+    assert len({code for code, _, _ in run.invalid}) == 12
+    assert run.dead_letters == run.invalid
 
 
 def test_reconcile_finds_no_difference_on_the_final_day_windows(run: Run) -> None:
