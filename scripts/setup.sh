@@ -38,4 +38,8 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 # (the build backend warns about editable installs; nothing to act on)
 PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
-echo "setup: commpulse $(.venv/bin/commpulse --version | cut -d' ' -f2) is ready in .venv" >&2
+version=$(.venv/bin/commpulse --version) || {
+  echo "setup: the installed commpulse does not start (the error is above)" >&2
+  exit 1
+}
+echo "setup: ${version} is ready in .venv" >&2
