@@ -23,16 +23,19 @@ PullRequestReviewCommentEvent ``created``     ``post_reviewed``     agent
 
 Bots (logins ending in ``[bot]`` or ``-bot``) get the role ``bot`` whatever
 they do. Every other event type or action is skipped and counted per
-``type/action``. Logins are the actor ids (the producer pseudonymises them);
-no title, body or name is read into an event, and no login goes anywhere
-but ``actor_id`` — except that a repository's public name, which holds its
-owner's login, names the channel.
+``type/action``; an event of one of the types above without an action cannot
+be told apart and is malformed, as is one without what its mapping needs.
+Logins are the actor ids (the producer pseudonymises them); no title, body or
+name is read into an event, and no login goes anywhere but ``actor_id`` —
+except that a repository's public name, which holds its owner's login, names
+the channel.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -131,6 +134,7 @@ class GhArchive:
                             if record is not None:
                                 yield record
                 except (OSError, EOFError):  # a truncated or corrupt .gz: keep what was read
+                    self.stats.events += 1  # the line it broke in: read, and reported malformed
                     yield self._malformed(f"{path.name}:{number + 1}", "file ends unreadably here")
             base += path.stat().st_size
         self.done = self.total
@@ -183,12 +187,17 @@ _MAPPING: Final = {
     ("PullRequestEvent", "opened"): EventType.POST_SUBMITTED,
     ("PullRequestReviewCommentEvent", "created"): EventType.POST_REVIEWED,
 }
+_MAPPED_TYPES: Final = frozenset(kind for kind, _ in _MAPPING)
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MAX_KIND: Final = 100  # characters of a skipped event's type/action shown
 _OPENINGS: Final = (EventType.TICKET_OPENED, EventType.POST_SUBMITTED)
 
 
 def _map(item: dict[str, Any]) -> dict[str, Any] | None:
     """The canonical event fields for a GitHub event, or ``None`` if it maps to nothing."""
     kind, action = item.get("type"), _action(item)
+    if kind in _MAPPED_TYPES and action is None:  # which action decides whether it maps
+        raise _Malformed("no payload.action")
     made = _MAPPING.get((kind, action)) if isinstance(kind, str) and action else None
     if made is None:
         return None
@@ -234,10 +243,15 @@ def _action(item: dict[str, Any]) -> str | None:
 
 
 def _kind(item: dict[str, Any]) -> str:
-    """``type/action`` (``type`` alone if it has no action), for counting."""
+    """``type/action`` (``type`` alone if it has no action), for counting and printing.
+
+    Both come from the file and the counts are printed: control characters (a
+    terminal's escape sequences) are replaced, and a long label is cut short.
+    """
     kind, action = item.get("type"), _action(item)
     kind = kind if isinstance(kind, str) and kind else "(no type)"
-    return f"{kind}/{action}" if action else kind
+    label = _CONTROL.sub("\ufffd", f"{kind}/{action}" if action else kind)
+    return label if len(label) <= _MAX_KIND else label[: _MAX_KIND - 1] + "\u2026"
 
 
 def _event_id(item: dict[str, Any]) -> str:

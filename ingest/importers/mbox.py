@@ -59,6 +59,9 @@ _IDS: Final = re.compile(r"<([^<>]*)>")
 _NAME_COMMENT: Final = re.compile(r"\s*\([^()]*\)\s*$")
 _NOT_IN_CHANNEL_ID: Final = re.compile(r"[^A-Za-z0-9._:/+\-]+")
 _MAX_ID: Final = 256
+#: A month, then a year written with a leading zero ("Jan 0013"): the date parser reads
+#: years below 100 as two-digit years (13 as 2013), whatever digits they were written with.
+_PADDED_YEAR: Final = re.compile(r"[A-Za-z]\.?\s+0\d{2,}(?!\d)")
 
 
 @dataclass(slots=True)
@@ -348,6 +351,8 @@ def _sender(value: str | None) -> str | None:
 def _header_date(value: str | None) -> datetime | None:
     """The Date header as an aware time; ``-0000`` or no zone means UTC; ``None`` if unusable."""
     if not value:
+        return None
+    if _PADDED_YEAR.search(value):  # before 1990, but "0013" would be read as 2013
         return None
     try:
         parsed = parsedate_to_datetime(value)

@@ -151,9 +151,57 @@ def test_a_truncated_file_keeps_what_was_read(tmp_path: Path) -> None:
     path = tmp_path / "cut.json.gz"
     whole = gzip.compress(b"\n".join(orjson.dumps(item) for item in FIXTURE[:3]) + b"\n")
     path.write_bytes(whole[:-8])  # without the gzip trailer
-    records = list(GhArchive([path]).records())
+    source = GhArchive([path])
+    records = list(source.records())
     assert sum(isinstance(r.data, Event) for r in records) == 3
     assert records[-1].data == Rejection(RejectCode.MALFORMED_ROW, "file ends unreadably here")
+    assert records[-1].source == "cut.json.gz:4"
+    # The line it broke in is read and malformed: the counts add up, as for a plain file.
+    stats = source.stats
+    assert stats.events == 4 == stats.mapped.total() + len(stats.malformed)
+
+
+def test_a_mapped_type_without_an_action_is_malformed_not_skipped(tmp_path: Path) -> None:
+    # An IssuesEvent without its action could be an opening or a closing: it cannot be
+    # skipped as an unmapped action (that lost it without a trace), nor mapped.
+    lines = [
+        {**FIXTURE[0], "payload": "opened"},
+        {**FIXTURE[0], "id": "2001", "payload": {"issue": issue(7, "alice")}},
+        {**FIXTURE[0], "id": "2002", "payload": {"action": "", "issue": issue(7, "alice")}},
+        {**FIXTURE[0], "id": "2003", "payload": {"action": 5, "issue": issue(7, "alice")}},
+        {**FIXTURE[0], "id": "2004", "payload": {"action": "labeled", "issue": issue(7, "alice")}},
+        {**FIXTURE[11], "payload": "x"},  # a PushEvent has no action: skipped, as ever
+    ]
+    path = tmp_path / "2015-01-01-12.json"
+    path.write_bytes(b"\n".join(orjson.dumps(item) for item in lines) + b"\n")
+    source = GhArchive([path])
+    records = list(source.records())
+    assert [(r.source, r.data) for r in records] == [
+        (f"2015-01-01-12.json:{n}", Rejection(RejectCode.MALFORMED_ROW, "no payload.action"))
+        for n in (1, 2, 3, 4)
+    ]
+    assert source.stats.skipped == Counter({"IssuesEvent/labeled": 1, "PushEvent": 1})
+
+
+def test_skipped_types_are_counted_printable(tmp_path: Path) -> None:
+    # The counts are printed: a type from the file must not bring a terminal's escape
+    # sequences (clear the screen, set the title) or a megabyte along.
+    lines = [
+        {**FIXTURE[11], "type": "\x1b[2J\x1b]0;owned\x1b\\Event"},
+        {**FIXTURE[11], "type": "IssuesEvent", "payload": {"action": "\u009b31m"}},
+        {**FIXTURE[11], "type": "X" * 5000},
+    ]
+    path = tmp_path / "2015-01-01-12.json"
+    path.write_bytes(b"\n".join(orjson.dumps(item) for item in lines) + b"\n")
+    source = GhArchive([path])
+    assert list(source.records()) == []
+    assert source.stats.skipped == Counter(
+        {
+            "\ufffd[2J\ufffd]0;owned\ufffd\\Event": 1,
+            "IssuesEvent/\ufffd31m": 1,
+            "X" * 99 + "\u2026": 1,
+        }
+    )
 
 
 # -- the real GH Archive hour ----------------------------------------------

@@ -273,6 +273,36 @@ def test_no_subject_body_name_or_address_leaves_pseudonymised(archive: MboxArchi
         assert not any(secret in value for value in values), secret
 
 
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Tue, 1 Jan 2013 10:00:00 +0100", datetime(2013, 1, 1, 9, tzinfo=UTC)),  # history
+        ("Tue, 1 Jan 13 10:00:00 +0000", datetime(2013, 1, 1, 10, tzinfo=UTC)),  # two digits
+        ("Mon, 1 Jan 1985 10:00:00 +0000", None),  # before 1990
+        # Years before 100 as email.utils.format_datetime writes them: the parser read
+        # "0013" as 2013 and "0001" as 2001, so these were imported with made-up dates.
+        ("Sun, 01 Jan 0013 10:00:00 +0000", None),
+        ("Mon, 01 Jan 0001 00:00:00 +0500", None),
+        ("Mon, 1 Jan 0099 10:00:00 -0000", None),
+        ("1 Jan 2024 10:00 0000", datetime(2024, 1, 1, 10, tzinfo=UTC)),  # a zone, not a year
+    ],
+)
+def test_header_dates_before_1990_are_not_used(
+    tmp_path: Path, date: str, expected: datetime | None
+) -> None:
+    path = tmp_path / "dates.mbox"
+    path.write_text(
+        "From a at example.org  Mon Jan  1 10:00:00 2024\n"
+        f"From: a at example.org\nDate: {date}\nMessage-ID: <d@x>\n\nbody\n"
+    )
+    source = MboxArchive([path], channel="email:list")
+    [event] = [r.data for r in source.records()]
+    assert isinstance(event, Event)
+    # unusable: the separator line's date instead, and listed
+    assert event.occurred_at == (expected or datetime(2024, 1, 1, 10, tzinfo=UTC))
+    assert source.stats.envelope_dates == ([] if expected else ["dates.mbox:1"])
+
+
 def test_a_rejected_event_is_dead_lettered_redacted(tmp_path: Path) -> None:
     path = tmp_path / "future.mbox"
     path.write_text(
