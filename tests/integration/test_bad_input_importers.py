@@ -34,7 +34,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hypothesis_settings
 
 from commpulse.settings import TopicSettings
@@ -223,8 +223,9 @@ class Importer:
         paths = [folder / file.name for file in files]
         for path, file in zip(paths, files, strict=True):
             path.write_bytes(file.data())
-        # what must not leave the importer is there to leave
-        assert any(SECRET.search(file.text()) for file in files)
+        # what must not leave the importer is there to leave (unless the input is empty)
+        texts = [file.text().strip() for file in files]
+        assert any(map(SECRET.search, texts)) or not any(texts)
         topics = TopicSettings().prefixed(f"t{uuid.uuid4().hex[:10]}")
         bootstrap = self.broker.bootstrap_servers
         ensure_topics(bootstrap, topics.specs())
@@ -301,6 +302,7 @@ def test_gharchive_files_of_hostile_lines(importer: Importer) -> None:
 
     @hypothesis_settings(examples, max_examples=12)
     @given(gh_hours())
+    @example([GhFile("cut.json.gz", (), cut=5)])  # unusable whatever the draws: exit 1
     def import_hours(files: list[GhFile]) -> None:
         expected = expect_gharchive(files)
         run = importer("gharchive", files)
@@ -355,6 +357,7 @@ def test_mbox_archives_of_hostile_messages(importer: Importer) -> None:
 
     @hypothesis_settings(examples, max_examples=12)
     @given(mbox_archives())
+    @example([MboxFile("cut.mbox.gz", (), cut=5)])  # unusable whatever the draws: exit 1
     def import_archive(files: list[MboxFile]) -> None:
         expected = expect_mbox(files)
         run = importer("mbox", files, "--channel", CHANNEL)
