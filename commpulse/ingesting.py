@@ -50,7 +50,7 @@ def ingest_sources(
 ) -> IngestSummary:
     """Send every record of ``sources``; returns once Kafka acknowledged (or failed) all.
 
-    Each source is one batch: duplicate event ids within it are dropped.
+    Each source is one batch: an event id repeated within it is dead-lettered.
     """
     summary = IngestSummary(order=TimeOrder(settings.stream.grace_s))
     started = time.monotonic()

@@ -156,17 +156,29 @@ _LOGINS: Final = st.lists(
 )
 
 
+class _Short:
+    """Printed by hypothesis with its own short ``repr`` (an example can hold megabytes)."""
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis prints with it
+        printer.text(repr(self))
+
+
+def _written(name: str, text: bytes, cut: int | None) -> bytes:
+    """A file's bytes: ``text``, gzipped for ``.gz`` and then cut to ``cut`` bytes if given."""
+    if not name.endswith(".gz"):
+        return text
+    packed = gzip.compress(text, mtime=0)
+    return packed if cut is None else packed[:cut]
+
+
 @dataclass(frozen=True)
-class GhLine:
+class GhLine(_Short):
     raw: bytes
     outcome: Outcome | None  # None: a blank line, which is no input
     trouble: str = ""  # what is odd about it, if anything (for the tests' coverage)
 
     def __repr__(self) -> str:  # a falsifying example can hold megabytes
         return f"GhLine({_short(self.raw)}, {self.outcome}, {self.trouble!r})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis prints with it
-        printer.text(repr(self))
 
 
 @dataclass(frozen=True)
@@ -180,11 +192,7 @@ class GhFile:
         return b"".join(line.raw + b"\n" for line in self.lines)
 
     def data(self) -> bytes:
-        text = self.text()
-        if not self.name.endswith(".gz"):
-            return text
-        packed = gzip.compress(text, mtime=0)
-        return packed if self.cut is None else packed[: self.cut]
+        return _written(self.name, self.text(), self.cut)
 
 
 def _subject(kind: str) -> str:
@@ -485,7 +493,7 @@ _VERDICTS: Final = {
 
 
 @dataclass(frozen=True)
-class Mail:
+class Mail(_Short):
     """One message: its lines (separator line first, no line ends) and what it must give."""
 
     lines: tuple[bytes, ...]
@@ -499,9 +507,6 @@ class Mail:
     def __repr__(self) -> str:  # a falsifying example can hold megabytes
         head = b"\n".join(self.lines[:12])
         return f"Mail({_short(head)}, {len(self.lines)} lines, {self.outcome}, {self.fault!r})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis prints with it
-        printer.text(repr(self))
 
 
 @dataclass(frozen=True)
@@ -525,11 +530,7 @@ class MboxFile:
         return (b"\r\n" if self.crlf else b"\n").join(lines) + b"\n"
 
     def data(self) -> bytes:
-        text = self.text()
-        if not self.name.endswith(".gz"):
-            return text
-        packed = gzip.compress(text, mtime=0)
-        return packed if self.cut is None else packed[: self.cut]
+        return _written(self.name, self.text(), self.cut)
 
 
 def _asctime(instant: datetime) -> str:
