@@ -36,7 +36,7 @@ from ingest.events import Event
 from ingest.pseudonym import Pseudonymiser
 from ingest.validation import RejectCode, Rejection, Validator
 
-__all__ = ["BatchResult", "DeliveryFailure", "IngestCounts", "Producer", "Record"]
+__all__ = ["BatchResult", "DeliveryFailure", "IngestCounts", "Producer", "Record", "close_by_force"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ _FLUSH_SLICE_S: Final = 0.5
 #: After kafka-python could not queue a record within ``max_block_ms`` (Kafka away, its
 #: buffer full), records fail at once for this long instead of each waiting as long again.
 _REFUSING_S: Final = 1.0
+#: kafka-python (3.0.12) can stop answering for the records it holds. Its idempotent sender
+#: resets its producer id when a batch it had sent expires (Kafka went away mid-request),
+#: and never asks for a new one: from then on it sends nothing and expires nothing, and a
+#: flush waits forever, even after Kafka is back. Records still pending this long after
+#: the delivery timeout, with no answer for any record meanwhile, are given up as not
+#: delivered, and a new kafka-python producer takes the next ones (:meth:`Producer._give_up`).
+_STALL_GRACE_S: Final = 10.0
+#: How long the stalled producer's I/O thread gets to fail what it holds, in seconds.
+_GIVE_UP_WAIT_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +152,20 @@ class Producer:
             "delivery_timeout_ms": delivery_timeout_ms,
             "max_block_ms": max_block_ms,
         }
+        self._delivery_timeout_s = delivery_timeout_ms / 1000
         self._kafka: KafkaProducer | None = None
+        self._started = False
         self._lock = threading.Lock()
         self._counts = IngestCounts()
         self.failures: list[DeliveryFailure] = []
         self._refusing_until = 0.0  # time.monotonic(); see _REFUSING_S
+        # Each kafka-python producer in turn is a generation (see _STALL_GRACE_S): what each
+        # holds, and which were given up, whose late answers no longer count.
+        self._generation = 0
+        self._pending_of: Counter[int] = Counter()
+        self._given_up: set[int] = set()
+        self._giving_up: int | None = None
+        self._last_answer = time.monotonic()  # or hand-over: the last sign of progress
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -160,6 +178,9 @@ class Producer:
             except KafkaError as exc:
                 servers = self._config["bootstrap_servers"]
                 raise KafkaUnreachableError(f"cannot reach Kafka at {servers}: {exc}") from exc
+            # the version learned: a producer replacing a stalled one starts without Kafka
+            self._config.setdefault("api_version", self._kafka.config["api_version"])
+        self._started = True
         return self
 
     def flush(self, timeout: float | None = None) -> IngestCounts:
@@ -170,21 +191,23 @@ class Producer:
         signal handler that waits for kafka-python to return (as commpulse's does)
         then acts within one of them.
         """
-        if self._kafka is None:
-            return self.counts
         if timeout is not None:
-            self._kafka.flush(timeout=timeout)
+            if self._kafka is not None:
+                self._kafka.flush(timeout=timeout)
             return self.counts
-        while True:
+        while (kafka := self._kafka) is not None:
             try:
-                self._kafka.flush(timeout=_FLUSH_SLICE_S)
+                kafka.flush(timeout=_FLUSH_SLICE_S)
             except KafkaTimeoutError:
+                self._give_up_if_stalled()
                 continue
-            return self.counts
+            break
+        return self.counts
 
     def close(self, timeout: float = 30.0) -> IngestCounts:
         """Deliver what was handed over and close, all within ``timeout`` seconds."""
         kafka, self._kafka = self._kafka, None
+        self._started = False
         if kafka is not None:
             deadline = time.monotonic() + timeout
             try:
@@ -261,7 +284,7 @@ class Producer:
             if on_record is not None:
                 on_record()
         for owner, future in zip(owners, futures or (), strict=True):
-            if not _delivered(future):
+            if not self._delivered(future):
                 result.failed += 1
                 if len(result.undelivered) < keep_rejections:
                     result.undelivered.append(owner)
@@ -270,7 +293,7 @@ class Producer:
     def _send_one(
         self, record: Record, seen: dict[Any, str] | None, futures: list[Any] | None = None
     ) -> Event | Rejection:
-        kafka = self._require_started()
+        self._require_started()
         data = record.data
         context = self._pseudonymiser.context  # pseudonymises while validating
         if isinstance(data, bytes):
@@ -312,13 +335,12 @@ class Producer:
                     del seen[next(iter(seen))]
 
         if isinstance(outcome, Rejection):
-            self._dead_letter(kafka, record, outcome, futures)
+            self._dead_letter(record, outcome, futures)
             return outcome
 
         with self._lock:
             self._counts.received += 1
         self._hand_over(
-            kafka,
             self.events_topic,
             record.source,
             str(outcome.event_id),
@@ -330,9 +352,7 @@ class Producer:
         )
         return outcome
 
-    def _dead_letter(
-        self, kafka: KafkaProducer, record: Record, rejection: Rejection, futures: list[Any] | None
-    ) -> None:
+    def _dead_letter(self, record: Record, rejection: Rejection, futures: list[Any] | None) -> None:
         raw = record.raw if record.raw is not None else _raw_of(record.data)
         letter = DeadLetter.of(raw, rejection, source=record.source, received_at=self._clock())
         with self._lock:
@@ -340,80 +360,142 @@ class Producer:
             self._counts.by_reason[rejection.code.value] += 1
         log.debug("dead-letter source=%s reason=%s", record.source, rejection)
         self._hand_over(
-            kafka, self.dlq_topic, record.source, None, futures, self._on_dead_lettered,
+            self.dlq_topic, record.source, None, futures, self._on_dead_lettered,
             value=letter.raw, headers=letter.headers(),
         )  # fmt: skip
 
     def _hand_over(
         self,
-        kafka: KafkaProducer,
         topic: str,
         source: str,
         event_id: str | None,
         futures: list[Any] | None,
-        on_success: Callable[[object], None],
+        on_success: Callable[[int, object], None],
         **record: Any,
     ) -> None:
-        """Give one record to kafka-python; a refusal counts as not delivered."""
+        """Give one record to kafka-python; a refusal counts as not delivered.
+
+        ``futures`` gets ``(generation, future)``, or ``(generation, error)`` for a refusal.
+        """
         with self._lock:
+            generation = self._generation
             self._counts.pending += 1
+            self._pending_of[generation] += 1
         try:
             if time.monotonic() < self._refusing_until:
                 raise KafkaTimeoutError("Kafka took no record within max_block_ms just before")
-            future = kafka.send(topic, **record)
+            if self._kafka is None:  # the last one stalled and was given up
+                self._kafka = KafkaProducer(**self._config)
+            future = self._kafka.send(topic, **record)
         except KafkaError as exc:  # e.g. no metadata within max_block_ms: Kafka unreachable
             if isinstance(exc, KafkaTimeoutError):
                 self._refusing_until = max(self._refusing_until, time.monotonic() + _REFUSING_S)
-            self._on_failed(topic, source, event_id, exc)
+            self._on_failed(generation, topic, source, event_id, exc)
             if futures is not None:
-                futures.append(exc)
+                futures.append((generation, exc))
             return
-        future.add_callback(on_success)
-        future.add_errback(self._on_failed, topic, source, event_id)
+        self._last_answer = time.monotonic()
+        future.add_callback(on_success, generation)
+        future.add_errback(self._on_failed, generation, topic, source, event_id)
         if futures is not None:
-            futures.append(future)
+            futures.append((generation, future))
+
+    def _delivered(self, sent: tuple[int, Any]) -> bool:
+        """Whether Kafka took the record of a ``(generation, future)`` send_many waits for."""
+        generation, future = sent
+        if isinstance(future, KafkaError):  # refused before it was queued
+            return False
+        while not future.is_done:
+            try:
+                future.get(timeout=_FLUSH_SLICE_S)
+            except KafkaTimeoutError:
+                self._give_up_if_stalled()
+                if generation in self._given_up and not future.is_done:
+                    return False  # counted as failed when it was given up
+            except Exception:  # noqa: BLE001 - counted (and logged) by the errback too
+                return False
+        return bool(future.succeeded())
+
+    # -- a stalled kafka-python producer (see _STALL_GRACE_S) --------------
+
+    def _give_up_if_stalled(self) -> None:
+        with self._lock:
+            pending = self._counts.pending
+        silent = time.monotonic() - self._last_answer
+        if pending and silent > self._delivery_timeout_s + _STALL_GRACE_S:
+            self._give_up(silent)
+
+    def _give_up(self, silent: float) -> None:
+        """Fail what the kafka-python producer holds, and let a new one take the next records.
+
+        Its I/O thread, closed by force, fails every record it holds (the errbacks count
+        them); what it has not failed within ``_GIVE_UP_WAIT_S`` is counted here.
+        """
+        kafka, self._kafka = self._kafka, None
+        if kafka is None:
+            return
+        with self._lock:
+            generation, self._giving_up = self._generation, self._generation
+            self._generation += 1
+            held = self._pending_of[generation]
+        log.warning(
+            "Kafka answered for no record in %.3g s (delivery timeout %g s) while %s were "
+            "pending: the Kafka client stopped; they are counted as not delivered, and a new "
+            "client takes the next records", silent, self._delivery_timeout_s, held,
+        )  # fmt: skip
+        close_by_force(kafka, _GIVE_UP_WAIT_S)
+        with self._lock:
+            self._given_up.add(generation)
+            self._giving_up = None
+            left = self._pending_of.pop(generation, 0)
+            self._counts.pending -= left
+            self._counts.failed += left
+        self._last_answer = time.monotonic()
 
     # -- delivery callbacks (run on kafka-python's I/O thread) ------------
 
-    def _on_sent(self, _metadata: object) -> None:
+    def _on_sent(self, generation: int, _metadata: object) -> None:
         with self._lock:
-            self._counts.pending -= 1
-            self._counts.sent += 1
+            if self._answered(generation):
+                self._counts.sent += 1
 
-    def _on_dead_lettered(self, _metadata: object) -> None:
+    def _on_dead_lettered(self, generation: int, _metadata: object) -> None:
         with self._lock:
-            self._counts.pending -= 1
-            self._counts.dead_lettered += 1
+            if self._answered(generation):
+                self._counts.dead_lettered += 1
 
-    def _on_failed(self, topic: str, source: str, event_id: str | None, exc: BaseException) -> None:
+    def _answered(self, generation: int) -> bool:
+        """One of ``generation``'s records was answered; whether it still counts (locked)."""
+        if generation in self._given_up:
+            return False
+        self._counts.pending -= 1
+        self._pending_of[generation] -= 1
+        self._last_answer = time.monotonic()
+        return True
+
+    def _on_failed(
+        self, generation: int, topic: str, source: str, event_id: str | None, exc: BaseException
+    ) -> None:
         with self._lock:
+            if not self._answered(generation):
+                return
+            if generation == self._giving_up:
+                exc = KafkaTimeoutError(
+                    f"no answer from Kafka within the delivery timeout "
+                    f"({self._delivery_timeout_s:g} s); the Kafka client had stopped"
+                )
             first = not self._counts.failed
-            self._counts.pending -= 1
             self._counts.failed += 1
             if len(self.failures) < _MAX_KEPT:
-                self.failures.append(
-                    DeliveryFailure(topic, source, event_id, f"{type(exc).__name__}: {exc}")
-                )
+                self.failures.append(DeliveryFailure(topic, source, event_id, _described(exc)))
         (log.warning if first else log.debug)(
             "not delivered topic=%s source=%s event_id=%s error=%s%s",
             topic, source, event_id, exc, " (further failures are counted, not logged)" if first else "",
         )  # fmt: skip
 
-    def _require_started(self) -> KafkaProducer:
-        if self._kafka is None:
+    def _require_started(self) -> None:
+        if not self._started:
             raise RuntimeError("Producer.start() was not called")
-        return self._kafka
-
-
-def _delivered(future: Any) -> bool:
-    """Whether Kafka took the record of a future ``send_many`` waits for."""
-    if isinstance(future, KafkaError):  # refused before it was queued
-        return False
-    try:
-        future.get()
-    except Exception:  # noqa: BLE001 - counted (and logged) by the errback too
-        return False
-    return True
 
 
 def _raw_of(data: object) -> bytes:
@@ -425,3 +507,25 @@ def _raw_of(data: object) -> bytes:
         return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, PydanticSerializationError, UnicodeError):
         return repr(data).encode("utf-8", "backslashreplace")
+
+
+def close_by_force(kafka: KafkaProducer, wait_s: float) -> None:
+    """Close a kafka-python producer now: it fails every record it holds (their errbacks
+    run) within ``wait_s`` seconds, unless its I/O thread is stuck.
+
+    kafka-python's own ``close(timeout=0)`` flushes first, and raises while it holds records.
+    """
+    sender = getattr(kafka, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(wait_s)
+    try:
+        kafka.close(timeout=0)
+    except KafkaError:
+        log.debug("closing a Kafka producer by force", exc_info=True)
+
+
+def _described(error: BaseException) -> str:
+    """``Type: message``, once (kafka-python's errors already start with their type)."""
+    text, kind = str(error), type(error).__name__
+    return text if text.startswith(f"{kind}:") else f"{kind}: {text}"

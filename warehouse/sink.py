@@ -33,12 +33,13 @@ import duckdb
 import orjson
 import polars as pl
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
 from ingest.deadletter import DeadLetter
 from ingest.errors import CommpulseError
 from ingest.events import Event
+from ingest.producer import close_by_force
 from ingest.validation import rejection_from
 from warehouse.schema import scalar
 
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 _LAG_TIMEOUT_MS = 10_000
 #: how long the sink waits after a poll that brought nothing before it polls again
 _IDLE_POLL_S: Final = 0.05
+#: How long Kafka gets to acknowledge a batch's dead letters before they are sent again.
+_DLQ_DELIVERY_S: Final = 30.0
 
 _COLUMNS: Final = {
     "event_id": pl.String,
@@ -218,14 +221,9 @@ def run_sink(
         while not stop.is_set():
             rows, invalid, positions = _poll_batch(consumer, config)
             if invalid:
-                producer = producer or KafkaProducer(
-                    bootstrap_servers=config.bootstrap_servers,
-                    acks="all",
-                    **config.client_options,
-                )
-                for letter in invalid:
-                    producer.send(config.dlq_topic, letter.raw, headers=letter.headers())
-                producer.flush()
+                producer = dead_letter(producer, config, invalid, stop)
+                if producer is None:  # stopped before the DLQ had them: commit nothing
+                    break
             if rows or invalid:
                 outcome = store_batch(con, config.topic, rows, len(invalid), positions, check=check)
                 progress.received += len(rows) + len(invalid)
@@ -263,6 +261,59 @@ def run_sink(
         time.monotonic() - progress.started,
         progress.quarantined,
     )
+
+
+def dead_letter(
+    producer: KafkaProducer | None,
+    config: SinkConfig,
+    letters: list[DeadLetter],
+    stop: threading.Event,
+) -> KafkaProducer | None:
+    """Put ``letters`` in the dead-letter topic before their batch is committed.
+
+    Until Kafka acknowledged every one, they are sent again (with a new producer: a
+    kafka-python producer can stall for good after a broker restart, see
+    ingest/producer.py); a letter may then be there twice, never missing. Returns the
+    producer to use next, or None once ``stop`` was set first.
+    """
+    while not stop.is_set():
+        try:
+            producer = producer or KafkaProducer(
+                **{
+                    "delivery_timeout_ms": int(_DLQ_DELIVERY_S * 1000),
+                    "request_timeout_ms": int(_DLQ_DELIVERY_S * 500),
+                    **config.client_options,
+                    "bootstrap_servers": config.bootstrap_servers,
+                    "acks": "all",
+                }
+            )
+            futures = [
+                producer.send(config.dlq_topic, letter.raw, headers=letter.headers())
+                for letter in letters
+            ]
+            deadline = time.monotonic() + _DLQ_DELIVERY_S + 10
+            while not stop.is_set():
+                try:
+                    producer.flush(timeout=1)
+                except KafkaTimeoutError:
+                    if time.monotonic() < deadline:
+                        continue
+                    raise
+                for future in futures:
+                    future.get(timeout=0)
+                return producer
+        except KafkaError as exc:
+            log.warning(
+                "sink: %s invalid records not in %s yet (%s); sending them again",
+                len(letters), config.dlq_topic, exc,
+            )  # fmt: skip
+            if producer is not None:
+                close_by_force(producer, 10)
+            producer = None
+            stop.wait(1)
+    if producer is not None:
+        close_by_force(producer, 10)
+    return None
 
 
 def _lag(consumer: KafkaConsumer, partitions: list[TopicPartition]) -> int | None:
