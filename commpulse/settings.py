@@ -197,7 +197,8 @@ class IngestSettings(BaseModel):
         120.0,
         ge=1.0,
         description="how long the producer retries a record before it reports it as not "
-        "delivered (ingest exits 4 and lists them; HTTP answers 503)",
+        "delivered (ingest exits 4 and lists them; HTTP answers 503); a Kafka client that "
+        "answers for nothing gets 10 s more, then is replaced",
     )
 
 

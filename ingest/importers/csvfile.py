@@ -63,11 +63,12 @@ class CsvFile(SourceFile):
                     consumed.append(line)
                     yield line
 
-            reader = csv.reader(lines(), strict=False)
+            feed = lines()
+            reader = csv.reader(feed, strict=False)
             header = [column.strip() for column in next(reader)]
+            start = 1 + len(consumed)  # the line the next record starts on
             consumed.clear()
             width = len(header)
-            start = 2
             while True:
                 try:
                     row = next(reader)
@@ -79,11 +80,15 @@ class CsvFile(SourceFile):
                             f"{self.path}: unreadable after line {start}: {exc}"
                         ) from exc
                     row, error = None, str(exc)
+                    # Refused inside a quoted cell (one over the field limit): the rest of
+                    # the cell belongs to this record, not to new ones.
+                    while "".join(consumed).count('"') % 2 and next(feed, None) is not None:
+                        pass
                 raw_text = "".join(consumed)
+                source = f"{name}:{start}"
+                start += len(consumed)
                 consumed.clear()
                 self.done = self._raw.tell()
-                source = f"{name}:{start}"
-                start = reader.line_num + 1
                 raw = raw_text.rstrip("\r\n").encode("utf-8", "surrogateescape")
                 if row is None:
                     yield Record(Rejection(RejectCode.MALFORMED_ROW, error), source, raw)

@@ -214,6 +214,11 @@ def test_http_ingest_says_503_for_what_kafka_did_not_take_and_a_retry_delivers_i
         down = httpx.post(f"{url}/v1/events", content=second, headers=headers, timeout=60)
         assert down.status_code == 503
         assert (down.json()["received"], down.json()["failed"]) == (30, 30)
+        # which inputs to send again: each by its place in the body and its event id
+        assert down.json()["undelivered"] == [
+            {"index": index, "event_id": orjson.loads(line)["event_id"]}
+            for index, line in enumerate(valid_lines(30, start=1000))
+        ]
         assert httpx.get(f"{url}/healthz", timeout=10).json() == {
             "status": "degraded",
             "kafka": False,

@@ -283,12 +283,6 @@ def _csv_line(cells: dict[str, Any]) -> str:
     return buffer.getvalue().removesuffix("\r\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (issue 9): after the csv module refuses a field over its limit, "
-    "CsvFile reads the rest of that quoted cell as new rows — one record becomes several "
-    "inputs, and a line inside the rejected cell is accepted as an event",
-)
 def test_a_quoted_cell_over_the_csv_field_limit_is_one_malformed_row_whatever_it_holds() -> None:
     event = _event()
     inside = _csv_line({**event, "event_id": "5f0c1a8e-2d4b-4c1e-9a7f-1b2c3d4e5f60"})
@@ -305,3 +299,4 @@ def test_a_quoted_cell_over_the_csv_field_limit_is_one_malformed_row_whatever_it
     assert [type(record.data) for record in got] == [Rejection, dict]
     assert isinstance(got[0].data, Rejection) and got[0].data.code is RejectCode.MALFORMED_ROW
     assert got[0].raw == record.encode()  # the dead letter keeps the record as it was
+    assert [record.source for record in got] == ["in.csv:2", "in.csv:5"]  # 3 lines, then 1
