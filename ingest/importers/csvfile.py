@@ -17,6 +17,7 @@ from typing import IO, TextIO
 
 from ingest.errors import InputError
 from ingest.importers.base import SourceFile, check_columns
+from ingest.importers.jsonl import unreadable
 from ingest.producer import Record
 from ingest.validation import RejectCode, Rejection
 
@@ -73,6 +74,9 @@ class CsvFile(SourceFile):
                 try:
                     row = next(reader)
                 except StopIteration:
+                    break
+                except (OSError, EOFError) as exc:  # a cut or corrupt .gz: what was read is sent
+                    yield Record(unreadable(RejectCode.MALFORMED_ROW, exc), f"{name}:{start}", b"")
                     break
                 except csv.Error as exc:
                     if not consumed:

@@ -9,8 +9,9 @@ from typing import IO, BinaryIO
 from ingest.errors import InputError
 from ingest.importers.base import SourceFile
 from ingest.producer import Record
+from ingest.validation import RejectCode, Rejection
 
-__all__ = ["JsonLinesFile"]
+__all__ = ["JsonLinesFile", "unreadable"]
 
 
 class JsonLinesFile(SourceFile):
@@ -37,9 +38,20 @@ class JsonLinesFile(SourceFile):
             lines: IO[bytes] | gzip.GzipFile = (
                 gzip.GzipFile(fileobj=raw) if self.path.suffix == ".gz" else raw
             )
-            for number, line in enumerate(lines, start=1):
-                self.done = raw.tell()
-                line = line.rstrip(b"\r\n")
-                if line.strip():
-                    yield Record(line, f"{name}:{number}")
+            number = 0
+            try:
+                for number, line in enumerate(lines, start=1):
+                    self.done = raw.tell()
+                    line = line.rstrip(b"\r\n")
+                    if line.strip():
+                        yield Record(line, f"{name}:{number}")
+            except (OSError, EOFError) as exc:  # a cut or corrupt .gz: what was read is sent
+                yield Record(
+                    unreadable(RejectCode.MALFORMED_JSON, exc), f"{name}:{number + 1}", b""
+                )
         self.done = self.total
+
+
+def unreadable(code: RejectCode, error: BaseException) -> Rejection:
+    """The input a file breaks off in: the rest of the file cannot be read."""
+    return Rejection(code, f"the file ends unreadably here: {error}")

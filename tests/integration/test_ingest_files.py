@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import random
+import zlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,3 +184,35 @@ def test_bad_files_fail_before_anything_is_sent(
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.jsonl'}: no such file"
     assert consume_all(settings.kafka.bootstrap_servers, settings.topics.events) == []
+
+
+def test_a_cut_gz_file_sends_what_it_held_and_dead_letters_where_it_breaks_off(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A download cut short: its complete lines are ingested, the rest is reported (it used
+    to end as an interrupt, exit 130, with no summary, after part of it was sent)."""
+    packed = gzip.compress(b"\n".join(valid_lines(3000)) + b"\n")
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    complete = zlib.decompressobj(wbits=31).decompress(path.read_bytes()).count(b"\n")
+    assert 0 < complete < 3000
+
+    result = run_cli("ingest", str(path), env=cli_env)
+
+    assert result.returncode == EXIT_DEAD_LETTERED, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        f"ingested {complete + 1:,} inputs from 1 file · {complete:,} sent · 1 dead-lettered"
+        in result.stdout
+    )
+    bootstrap = settings.kafka.bootstrap_servers
+    assert len(consume_all(bootstrap, settings.topics.events)) == complete
+    [letter] = [
+        DeadLetter.from_record(r.value, r.headers)
+        for r in consume_all(bootstrap, settings.topics.dlq)
+    ]
+    assert (letter.rejection.code, letter.source) == (
+        RejectCode.MALFORMED_JSON,
+        f"cut.jsonl.gz:{complete + 1}",
+    )
+    assert letter.rejection.reason.startswith("the file ends unreadably here: Compressed file")
