@@ -10,8 +10,9 @@ from typing import ClassVar, Literal
 from ingest.errors import InputError
 from ingest.events import Event
 from ingest.producer import Record
+from ingest.validation import RejectCode, Rejection
 
-__all__ = ["EVENT_FIELDS", "SourceFile", "check_columns"]
+__all__ = ["EVENT_FIELDS", "SourceFile", "check_columns", "unreadable"]
 
 #: Field names a tabular file (CSV, Parquet) may use as columns.
 EVENT_FIELDS = tuple(Event.model_fields)
@@ -62,3 +63,8 @@ def check_columns(path: Path, columns: list[str]) -> None:
     missing = [name for name in _REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+
+
+def unreadable(code: RejectCode, error: BaseException) -> Rejection:
+    """The input a file breaks off in (a cut or corrupt .gz): the rest cannot be read."""
+    return Rejection(code, f"the file ends unreadably here: {error}")

@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from typing import IO, TextIO
 
 from ingest.errors import InputError
-from ingest.importers.base import SourceFile, check_columns
-from ingest.importers.jsonl import unreadable
+from ingest.importers.base import SourceFile, check_columns, unreadable
 from ingest.producer import Record
 from ingest.validation import RejectCode, Rejection
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import IO, BinaryIO
 
 from ingest.errors import InputError
-from ingest.importers.base import SourceFile
+from ingest.importers.base import SourceFile, unreadable
 from ingest.producer import Record
-from ingest.validation import RejectCode, Rejection
+from ingest.validation import RejectCode
 
-__all__ = ["JsonLinesFile", "unreadable"]
+__all__ = ["JsonLinesFile"]
 
 
 class JsonLinesFile(SourceFile):
@@ -50,8 +50,3 @@ class JsonLinesFile(SourceFile):
                     unreadable(RejectCode.MALFORMED_JSON, exc), f"{name}:{number + 1}", b""
                 )
         self.done = self.total
-
-
-def unreadable(code: RejectCode, error: BaseException) -> Rejection:
-    """The input a file breaks off in: the rest of the file cannot be read."""
-    return Rejection(code, f"the file ends unreadably here: {error}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,3 +159,25 @@ def test_explicit_format_overrides_the_suffix(tmp_path: Path) -> None:
     path.write_bytes(orjson.dumps(event_dict()))
     assert isinstance(open_file(path, "jsonl"), JsonLinesFile)
     assert {CsvFile.__name__, ParquetFile.__name__} == {"CsvFile", "ParquetFile"}  # exported
+
+
+@pytest.mark.parametrize("name", ["cut.csv.gz", "cut.jsonl.gz"])
+def test_a_cut_gz_file_yields_its_complete_rows_then_one_malformed_input(
+    tmp_path: Path, name: str
+) -> None:
+    whole = tmp_path / name.replace("cut", "whole")
+    write_events([event_dict(n) for n in range(3000)], whole)
+    packed = whole.read_bytes()
+    path = tmp_path / name
+    path.write_bytes(packed[: len(packed) // 2])
+    text = zlib.decompressobj(wbits=31).decompress(path.read_bytes())
+    header = 1 if name.endswith(".csv.gz") else 0
+    complete = text.count(b"\n") - header  # rows or lines read whole
+    records = read_all(path)
+    assert len(records) == complete + 1
+    assert all(isinstance(outcome(record), Event) for record in records[:-1])
+    last = records[-1].data
+    assert isinstance(last, Rejection)
+    assert last.code is (RejectCode.MALFORMED_ROW if header else RejectCode.MALFORMED_JSON)
+    assert last.reason.startswith("the file ends unreadably here: Compressed file ended")
+    assert records[-1].source == f"{name}:{complete + header + 1}"
