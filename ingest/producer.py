@@ -160,7 +160,8 @@ class Producer:
         self.failures: list[DeliveryFailure] = []
         self._refusing_until = 0.0  # time.monotonic(); see _REFUSING_S
         # Each kafka-python producer in turn is a generation (see _STALL_GRACE_S): what each
-        # holds, and which were given up, whose late answers no longer count.
+        # holds (together: the counts' ``pending``), and which were given up, whose late
+        # answers no longer count.
         self._generation = 0
         self._pending_of: Counter[int] = Counter()
         self._given_up: set[int] = set()
@@ -232,7 +233,9 @@ class Producer:
     @property
     def counts(self) -> IngestCounts:
         with self._lock:
-            return self._counts.copy()
+            counts = self._counts.copy()
+            counts.pending = self._pending_of.total()
+        return counts
 
     # -- sending -----------------------------------------------------------
 
@@ -379,7 +382,6 @@ class Producer:
         """
         with self._lock:
             generation = self._generation
-            self._counts.pending += 1
             self._pending_of[generation] += 1
         try:
             if time.monotonic() < self._refusing_until:
@@ -420,7 +422,7 @@ class Producer:
 
     def _give_up_if_stalled(self) -> None:
         with self._lock:
-            pending = self._counts.pending
+            pending = self._pending_of.total()
         silent = time.monotonic() - self._last_answer
         if pending and silent > self._delivery_timeout_s + _STALL_GRACE_S:
             self._give_up(silent)
@@ -447,9 +449,7 @@ class Producer:
         with self._lock:
             self._given_up.add(generation)
             self._giving_up = None
-            left = self._pending_of.pop(generation, 0)
-            self._counts.pending -= left
-            self._counts.failed += left
+            self._counts.failed += self._pending_of.pop(generation, 0)
         self._last_answer = time.monotonic()
 
     # -- delivery callbacks (run on kafka-python's I/O thread) ------------
@@ -468,7 +468,6 @@ class Producer:
         """One of ``generation``'s records was answered; whether it still counts (locked)."""
         if generation in self._given_up:
             return False
-        self._counts.pending -= 1
         self._pending_of[generation] -= 1
         self._last_answer = time.monotonic()
         return True
