@@ -7,7 +7,6 @@ few seconds, so a broker holding the 200,000-event run and the 100,000-event dem
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from infra import (
     EmbeddedBroker,
     ensure_topics,
 )
-from tests.integration.support import PSEUDONYM_KEY, require_alertmanager
+from tests.integration.support import PSEUDONYM_KEY, cli_env_for, require_alertmanager
 
 #: the longest modules, longest first: they start first, so that with two pytest-xdist
 #: workers (scripts/test.sh) the rest runs beside them instead of after them
@@ -82,16 +81,4 @@ def settings(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) -> S
 @pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
     """Environment for running the real ``commpulse`` command against ``settings``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("COMMPULSE_")}
-    env |= {
-        "COMMPULSE_DATA_DIR": str(settings.data_dir),
-        "COMMPULSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "COMMPULSE_TOPICS__EVENTS": settings.topics.events,
-        "COMMPULSE_TOPICS__DLQ": settings.topics.dlq,
-        "COMMPULSE_TOPICS__KPIS": settings.topics.kpis,
-        "COMMPULSE_TOPICS__ALERTS": settings.topics.alerts,
-        "COMMPULSE_TOPICS__PACKED": settings.topics.packed,
-        "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
-        "COLUMNS": "200",
-    }
-    return env
+    return cli_env_for(settings)

@@ -26,6 +26,29 @@ from ingest import Producer, Pseudonymiser
 PSEUDONYM_KEY = "integration-test-key-0123456789"
 
 
+def commpulse_env(settings: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for running the real ``commpulse``: this one without any ``COMMPULSE_``
+    setting of its own, 200 columns wide, and ``settings`` (``COMMPULSE_...`` variables)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COMMPULSE_")}
+    return env | {"COLUMNS": "200"} | (settings or {})
+
+
+def cli_env_for(settings: Settings) -> dict[str, str]:
+    """Environment for running the real ``commpulse`` command against ``settings``."""
+    return commpulse_env(
+        {
+            "COMMPULSE_DATA_DIR": str(settings.data_dir),
+            "COMMPULSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "COMMPULSE_TOPICS__EVENTS": settings.topics.events,
+            "COMMPULSE_TOPICS__DLQ": settings.topics.dlq,
+            "COMMPULSE_TOPICS__KPIS": settings.topics.kpis,
+            "COMMPULSE_TOPICS__ALERTS": settings.topics.alerts,
+            "COMMPULSE_TOPICS__PACKED": settings.topics.packed,
+            "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
+        }
+    )
+
+
 def require_alertmanager() -> None:
     """Skip (with the reason) where Alertmanager is not installed; in CI it must be."""
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import threading
@@ -17,7 +16,14 @@ import pytest
 from infra import EmbeddedBroker, TopicSpec, ensure_topics, free_port, record_counts
 from ingest import KafkaUnreachableError, Producer, Pseudonymiser, Record, decode
 from tests.integration.invalid_inputs import valid_lines
-from tests.integration.support import COMMPULSE, PSEUDONYM_KEY, consume_all, run_cli, wait_for
+from tests.integration.support import (
+    COMMPULSE,
+    PSEUDONYM_KEY,
+    commpulse_env,
+    consume_all,
+    run_cli,
+    wait_for,
+)
 
 EXIT_UNDELIVERED = 4
 EVENTS = "commpulse.events"
@@ -151,14 +157,14 @@ def test_the_ingest_command_lists_what_kafka_never_took_and_exits_4(tmp_path: Pa
         lines = valid_lines(60_000)
         path = tmp_path / "events.jsonl"
         path.write_bytes(b"\n".join(lines) + b"\n")
-        env = {key: value for key, value in os.environ.items() if not key.startswith("COMMPULSE_")}
-        env |= {
-            "COMMPULSE_DATA_DIR": str(tmp_path / "data"),
-            "COMMPULSE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
-            "COMMPULSE_INGEST__DELIVERY_TIMEOUT_S": "3",
-            "COLUMNS": "200",
-        }
+        env = commpulse_env(
+            {
+                "COMMPULSE_DATA_DIR": str(tmp_path / "data"),
+                "COMMPULSE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+                "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
+                "COMMPULSE_INGEST__DELIVERY_TIMEOUT_S": "3",
+            }
+        )
         assert run_cli("topics", env=env).returncode == 0
         ingest = subprocess.Popen(
             [COMMPULSE, "ingest", str(path)],

@@ -15,16 +15,14 @@ import pytest
 from commpulse.settings import TopicSettings
 from infra import lease_broker, record_counts, running_broker
 from infra.processes import pid_alive
-from tests.integration.support import COMMPULSE, run_cli, wait_for
+from tests.integration.support import COMMPULSE, commpulse_env, run_cli, wait_for
 
 TOPICS = TopicSettings()
 
 
 def plain_env() -> dict[str, str]:
     """No cluster configured: commands start (or join) the embedded broker of their data dir."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("COMMPULSE_")} | {
-        "COLUMNS": "200"
-    }
+    return commpulse_env()
 
 
 def counts_in(data_dir: Path) -> dict[str, int]:

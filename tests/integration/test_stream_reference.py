@@ -79,7 +79,7 @@ from tests.integration.reference_checks import (
     settled_by_kinds,
 )
 from tests.integration.stream_support import caught_up, differences, finals, send, worker
-from tests.integration.support import PSEUDONYM_KEY, reconcile_summary, run_cli
+from tests.integration.support import PSEUDONYM_KEY, cli_env_for, reconcile_summary, run_cli
 from tests.integration.test_stream import stack
 from tests.scenarios import canonical
 
@@ -165,18 +165,7 @@ def stack_settings(
             topics=topics,
             privacy=PrivacySettings(pseudonym_key=PSEUDONYM_KEY),
         )
-        env = {key: value for key, value in os.environ.items() if not key.startswith("COMMPULSE_")}
-        env |= {
-            "COMMPULSE_DATA_DIR": str(settings.data_dir),
-            "COMMPULSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-            "COMMPULSE_TOPICS__EVENTS": topics.events,
-            "COMMPULSE_TOPICS__DLQ": topics.dlq,
-            "COMMPULSE_TOPICS__KPIS": topics.kpis,
-            "COMMPULSE_TOPICS__ALERTS": topics.alerts,
-            "COMMPULSE_TOPICS__PACKED": topics.packed,
-            "COMMPULSE_PRIVACY__PSEUDONYM_KEY": PSEUDONYM_KEY,
-        }
-        yield settings, env
+        yield settings, cli_env_for(settings)
 
 
 @pytest.fixture(scope="module")
