@@ -52,6 +52,8 @@ _REFUSING_S: Final = 1.0
 #: flush waits forever, even after Kafka is back. Records still pending this long after
 #: the delivery timeout, with no answer for any record meanwhile, are given up as not
 #: delivered, and a new kafka-python producer takes the next ones (:meth:`Producer._give_up`).
+#: The stall can also begin as the last records it held expire: so a client that lost
+#: records is replaced as soon as it holds none (:meth:`Producer._retire_if_troubled`).
 _STALL_GRACE_S: Final = 10.0
 #: How long the stalled producer's I/O thread gets to fail what it holds, in seconds.
 _GIVE_UP_WAIT_S: Final = 30.0
@@ -165,6 +167,7 @@ class Producer:
         self._generation = 0
         self._pending_of: Counter[int] = Counter()
         self._given_up: set[int] = set()
+        self._troubled: set[int] = set()  # generations whose client lost a record
         self._giving_up: int | None = None
         self._last_answer = time.monotonic()  # or hand-over: the last sign of progress
 
@@ -381,12 +384,15 @@ class Producer:
         ``futures`` gets ``(generation, future)``, or ``(generation, error)`` for a refusal.
         """
         with self._lock:
+            retired = self._retire_if_troubled()
             generation = self._generation
             self._pending_of[generation] += 1
+        if retired is not None:
+            close_by_force(retired, 0)
         try:
             if time.monotonic() < self._refusing_until:
                 raise KafkaTimeoutError("Kafka took no record within max_block_ms just before")
-            if self._kafka is None:  # the last one stalled and was given up
+            if self._kafka is None:  # the last one was given up or retired
                 self._kafka = KafkaProducer(**self._config)
             future = self._kafka.send(topic, **record)
         except KafkaError as exc:  # e.g. no metadata within max_block_ms: Kafka unreachable
@@ -398,7 +404,7 @@ class Producer:
             return
         self._last_answer = time.monotonic()
         future.add_callback(on_success, generation)
-        future.add_errback(self._on_failed, generation, topic, source, event_id)
+        future.add_errback(self._on_lost, generation, topic, source, event_id)
         if futures is not None:
             futures.append((generation, future))
 
@@ -419,6 +425,15 @@ class Producer:
         return bool(future.succeeded())
 
     # -- a stalled kafka-python producer (see _STALL_GRACE_S) --------------
+
+    def _retire_if_troubled(self) -> KafkaProducer | None:
+        """The client, once it lost a record and holds none, for closing (locked)."""
+        generation = self._generation
+        if self._kafka is None or generation not in self._troubled or self._pending_of[generation]:
+            return None
+        retired, self._kafka = self._kafka, None
+        self._generation += 1
+        return retired
 
     def _give_up_if_stalled(self) -> None:
         with self._lock:
@@ -471,6 +486,14 @@ class Producer:
         self._pending_of[generation] -= 1
         self._last_answer = time.monotonic()
         return True
+
+    def _on_lost(
+        self, generation: int, topic: str, source: str, event_id: str | None, exc: BaseException
+    ) -> None:
+        """The client failed a record it had taken (unlike a refusal at hand-over)."""
+        with self._lock:
+            self._troubled.add(generation)
+        self._on_failed(generation, topic, source, event_id, exc)
 
     def _on_failed(
         self, generation: int, topic: str, source: str, event_id: str | None, exc: BaseException

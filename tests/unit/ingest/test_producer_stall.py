@@ -157,3 +157,23 @@ def test_records_the_stalled_client_never_failed_are_counted_and_its_late_answer
     for future in stalled.made[0].futures[1:]:
         future.succeed()  # too late: already counted as not delivered
     assert (producer.counts.sent, producer.counts.failed, producer.counts.pending) == (0, 3, 0)
+
+
+def test_a_client_that_lost_records_is_replaced_once_it_holds_none(
+    stalled: type[_StalledKafka],
+) -> None:
+    """kafka-python can stall as the last records it held expire, with none left to wait
+    for: the next records would then wait out the grace before they are given up."""
+    producer = _producer()
+    producer.send_many([Record(event_json(n)) for n in range(2)])
+    first = stalled.made[0]
+    first.futures[0].fail(KafkaTimeoutError("Expiring 1 record(s)"))
+    producer.send_many([Record(event_json(2))])
+    assert len(stalled.made) == 1  # it still held one: kept
+    first.futures[1].succeed()
+    first.futures[2].succeed()
+    producer.send_many([Record(event_json(3))])
+    assert len(stalled.made) == 2 and first._sender.forced and first.closed
+    stalled.made[1].futures[0].succeed()
+    counts = producer.flush()
+    assert (counts.received, counts.sent, counts.failed, counts.pending) == (4, 3, 1, 0)
