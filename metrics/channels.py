@@ -221,6 +221,11 @@ class ChannelCatalog:
         except ValueError as exc:  # e.g. a calendar that does not hold together
             raise ConfigurationError(f"channel catalog {path}: {exc}") from exc
 
+    def fingerprint(self) -> str:
+        """The catalog's content as canonical JSON: what a warehouse build records, so that
+        a build under another catalog is noticed (reformatting the file changes nothing)."""
+        return self._spec.model_dump_json()
+
     def info(self, channel_id: str) -> ChannelInfo | None:
         channel = self._spec.channels.get(channel_id)
         if channel is None:

@@ -5,17 +5,22 @@ reader other than its sender whose first ``message_read`` comes within the
 read window after the send; readers are capped at the recipient count. A
 ``message_bounced`` or ``message_misdelivered`` within the read window takes
 the message out of the read rate. Like requests, the state is
-order-independent: reads may arrive before their message.
+order-independent (reads may arrive before their message), and
+:mod:`metrics.rules_sql` is the same rule in SQL; the stream keeps at most
+:data:`FLAG_CAP` bounces and misdeliveries per message (the earliest).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import insort
+from typing import Any, Final
 
 from metrics.facts import MessageFact
 from metrics.policy import KpiRules
 
-__all__ = ["MessageState"]
+__all__ = ["FLAG_CAP", "MessageState"]
+
+FLAG_CAP: Final = 8
 
 
 class MessageState:
@@ -23,8 +28,8 @@ class MessageState:
 
     __slots__ = (
         "_fact",
-        "bounced_at",
-        "misdelivered_at",
+        "bounces",
+        "misdeliveries",
         "readers",
         "recipients",
         "sender",
@@ -36,8 +41,8 @@ class MessageState:
         self.sender: str | None = None
         self.recipients: int | None = None
         self.readers: dict[str, float] = {}  # reader -> first read
-        self.bounced_at: float | None = None
-        self.misdelivered_at: float | None = None
+        self.bounces: list[float] = []  # the earliest, sorted
+        self.misdeliveries: list[float] = []
         self._fact: MessageFact | None = None  # the last fact computed, until the state changes
 
     def send(self, at: float, sender: str, recipients: int | None) -> bool:
@@ -56,11 +61,13 @@ class MessageState:
         return True
 
     def flag(self, event_type: str, at: float) -> bool:
-        name = "bounced_at" if event_type == "message_bounced" else "misdelivered_at"
-        current = getattr(self, name)
-        if current is not None and current <= at:
+        """A bounce or misdelivery at ``at``."""
+        times = self.bounces if event_type == "message_bounced" else self.misdeliveries
+        if len(times) >= FLAG_CAP and at >= times[-1]:
             return False
-        setattr(self, name, at)
+        insort(times, at)
+        if len(times) > FLAG_CAP:
+            times.pop()
         self._fact = None
         return True
 
@@ -89,8 +96,8 @@ class MessageState:
             recipients=self.recipients,
             readers=readers,
             first_read_at=min(reads) if reads else None,
-            bounced=self.bounced_at is not None and sent <= self.bounced_at <= until,
-            misdelivered=self.misdelivered_at is not None and sent <= self.misdelivered_at <= until,
+            bounced=any(sent <= t <= until for t in self.bounces),
+            misdelivered=any(sent <= t <= until for t in self.misdeliveries),
         )
 
     def dump(self) -> list[Any]:
@@ -99,19 +106,28 @@ class MessageState:
             self.sender,
             self.recipients,
             self.readers,
-            self.bounced_at,
-            self.misdelivered_at,
+            self.bounces,
+            self.misdeliveries,
         ]
 
     @classmethod
     def load(cls, data: list[Any]) -> MessageState:
+        """A state from :meth:`dump`; also reads the form before 2026-12 (one time per flag)."""
         state = cls()
         (
             state.sent_at,
             state.sender,
             state.recipients,
             state.readers,
-            state.bounced_at,
-            state.misdelivered_at,
+            bounces,
+            misdeliveries,
         ) = data
+        state.bounces = _times(bounces)
+        state.misdeliveries = _times(misdeliveries)
         return state
+
+
+def _times(value: list[float] | float | None) -> list[float]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

@@ -5,22 +5,33 @@ A request starts at ``ticket_opened``, ``call_received``, ``post_submitted``
 ``message_sent`` with a ``conversation_id``, no ``in_reply_to``, by a customer
 or partner, on an e-mail, live-chat or social channel.
 
-Within a request (same channel and ``conversation_id``):
+Within a request (same channel and ``conversation_id``), counting only events
+at or after the opening and at most ``max_request_age`` after it:
 
 * a **response** is a reply by an agent or employee who is not the requester
-  and not an internal note: ``ticket_replied`` or ``message_sent``,
-  ``call_answered`` for calls, ``post_reviewed`` for posts; the first response
-  is the earliest one;
-* a **bot reply** before any response, then a ``ticket_handed_off``, moves the
+  and not an internal note: ``ticket_replied`` or ``message_sent`` for tickets
+  and conversations, ``call_answered`` for calls, ``post_reviewed`` for posts;
+  the first response is the earliest one;
+* a **bot reply** (``ticket_replied`` or ``message_sent`` by a bot, not
+  internal) before any response, then a ``ticket_handed_off``, moves the
   response clock's start to the hand-off (if it comes within the response
   horizon); while a bot has answered and nobody handed off, there is no clock
   unless a response comes within the horizon;
 * ``ticket_resolved`` (the earliest counts) and ``ticket_reopened``;
 * replies by the requester are follow-ups and change nothing.
 
-State keeps only order-independent summaries (earliest times, small sorted
-lists), so the facts do not depend on the order events arrive in. Events more
-than ``max_request_age`` after the opening are ignored.
+This module is the rules' Python form, kept by the stream as a compact state
+per request; :mod:`metrics.rules_sql` is their SQL form, which the warehouse
+runs over its events. The state keeps only order-independent summaries (the
+earliest opening, and the earliest candidates of each role, judged against the
+opening only when the fact is made), so a fact does not depend on the order
+events arrive in, and both forms agree exactly:
+tests/unit/metrics/test_rules_agree.py runs both over generated histories in
+random orders. The state keeps at most :data:`CAP` candidates of each role (the
+earliest); a request with more replies, hand-offs or reopens than that counts
+only those in the stream (``agent_reply_count`` and ``reopen_count`` stop there;
+the warehouse counts all). Two openings at the same instant: the warehouse takes
+the first in log order, the stream the first to arrive.
 """
 
 from __future__ import annotations
@@ -34,7 +45,13 @@ from metrics.facts import REQUEST_EVENTS, RequestFact, RequestType, SlaStatus
 from metrics.policy import ChannelPolicy, KpiRules
 
 __all__ = [
+    "BOT_REPLY_EVENTS",
+    "CAP",
     "MESSAGE_REQUEST_KINDS",
+    "OPENINGS",
+    "REQUESTER_ROLES",
+    "RESPONDER_ROLES",
+    "RESPONSE_EVENTS",
     "RequestState",
     "Role",
     "concerns_request",
@@ -45,20 +62,31 @@ __all__ = [
 MESSAGE_REQUEST_KINDS: Final = frozenset({"email", "live_chat", "social"})
 REQUESTER_ROLES: Final = frozenset({"customer", "partner"})
 RESPONDER_ROLES: Final = frozenset({"agent", "employee"})
-_OPENINGS: Final[Mapping[str, RequestType]] = {
+#: The event that opens each type of request.
+OPENINGS: Final[Mapping[str, RequestType]] = {
     "ticket_opened": "ticket",
     "call_received": "call",
     "post_submitted": "post",
 }
-_RESPONSES: Final[Mapping[RequestType, frozenset[str]]] = {
+#: The events that respond to each type of request (by an agent or employee).
+RESPONSE_EVENTS: Final[Mapping[RequestType, frozenset[str]]] = {
     "ticket": frozenset({"ticket_replied", "message_sent"}),
     "message": frozenset({"ticket_replied", "message_sent"}),
     "call": frozenset({"call_answered"}),
     "post": frozenset({"post_reviewed"}),
 }
-_CAP: Final = 64  # a request keeps at most this many response/reopen/hand-off times
+#: A bot's reply (whatever the request's type).
+BOT_REPLY_EVENTS: Final = frozenset({"ticket_replied", "message_sent"})
+#: A request keeps at most this many candidates of each role (the earliest ones).
+CAP: Final = 64
 
-Role = Literal["response", "bot_reply", "handoff", "resolution", "reopen"]
+#: What a (non-opening) event may be in a request: a candidate response by the
+#: event that made it, a bot reply, a hand-off, a resolution or a reopen.
+Role = Literal[
+    "ticket_replied", "message_sent", "call_answered", "post_reviewed",
+    "bot_reply", "handoff", "resolution", "reopen",
+]  # fmt: skip
+_REPLIES: Final = frozenset().union(*RESPONSE_EVENTS.values())
 
 
 def concerns_request(event_type: str, channel_kind: str) -> bool:
@@ -71,7 +99,7 @@ def concerns_request(event_type: str, channel_kind: str) -> bool:
 def opening_type(event: Mapping[str, Any]) -> RequestType | None:
     """The kind of request ``event`` opens, if it opens one."""
     event_type = event["event_type"]
-    opened = _OPENINGS.get(event_type)
+    opened = OPENINGS.get(event_type)
     if opened is not None:
         return opened
     if (
@@ -85,13 +113,11 @@ def opening_type(event: Mapping[str, Any]) -> RequestType | None:
     return None
 
 
-def role_in_request(
-    event: Mapping[str, Any], request_type: RequestType | None, requester: str | None
-) -> Role | None:
-    """What ``event`` (not an opening) means for a request of ``request_type`` by ``requester``.
+def role_in_request(event: Mapping[str, Any]) -> Role | None:
+    """What ``event`` (not an opening) may be in its request, whatever the opening says.
 
-    ``request_type``/``requester`` are None while the opening has not been seen;
-    replies are then judged by role alone and checked again once it arrives.
+    Whether a candidate response counts (its type, not by the requester, within
+    the request's time) is judged only when the fact is made, against the opening.
     """
     event_type = event["event_type"]
     if event_type == "ticket_resolved":
@@ -103,17 +129,10 @@ def role_in_request(
     if event.get("visibility") == "internal":
         return None  # internal notes are never a response
     role = event["actor_role"]
-    replies = (
-        _RESPONSES[request_type]
-        if request_type
-        else _RESPONSES["ticket"] | _RESPONSES["call"] | _RESPONSES["post"]
-    )
-    if event_type not in replies:
-        return None
-    if role == "bot" and event_type in {"ticket_replied", "message_sent"}:
-        return "bot_reply"
-    if role in RESPONDER_ROLES and event["actor_id"] != requester:
-        return "response"
+    if role == "bot":
+        return "bot_reply" if event_type in BOT_REPLY_EVENTS else None
+    if role in RESPONDER_ROLES and event_type in _REPLIES:
+        return event_type  # type: ignore[no-any-return]
     return None
 
 
@@ -121,20 +140,22 @@ class RequestState:
     """What is known about one request; mutable, compact, order-independent.
 
     A state may exist before its opening has been seen (events can arrive out
-    of order); it becomes a request once :attr:`opened_at` is set.
+    of order); it becomes a request once :attr:`opened_at` is set. Each role
+    keeps its earliest candidates, sorted; the opening decides which count.
     """
 
     __slots__ = (
         "_fact",
-        "bot_reply_at",
+        "bot_replies",
         "category",
         "handoffs",
         "opened_at",
         "reopens",
         "request_type",
         "requester",
-        "resolved_at",
+        "resolutions",
         "responders",
+        "response_events",
         "responses",
     )
 
@@ -143,15 +164,24 @@ class RequestState:
         self.opened_at: float | None = None
         self.requester: str | None = None
         self.category: str | None = None
-        self.responses: list[float] = []  # sorted response times
-        self.responders: list[
-            str
-        ] = []  # actor of each response (same order), to recheck the requester
-        self.bot_reply_at: float | None = None
+        # candidate responses, sorted by time, with their actor and event type
+        self.responses: list[float] = []
+        self.responders: list[str] = []
+        self.response_events: list[str] = []
+        self.bot_replies: list[float] = []
         self.handoffs: list[float] = []
-        self.resolved_at: float | None = None
+        self.resolutions: list[float] = []
         self.reopens: list[float] = []
         self._fact: RequestFact | None = None  # the last fact computed, until the state changes
+
+    @property
+    def resolved_at(self) -> float | None:
+        """The first resolution at or after the opening (any, while it is not known)."""
+        opened = self.opened_at
+        for at in self.resolutions:
+            if opened is None or at >= opened:
+                return at
+        return None
 
     # -- updates ------------------------------------------------------------
 
@@ -168,14 +198,6 @@ class RequestState:
             requester,
             category,
         )
-        # A "response" seen earlier by the requester themself was a follow-up after all.
-        keep = [
-            (t, actor)
-            for t, actor in zip(self.responses, self.responders, strict=True)
-            if actor != requester
-        ]
-        self.responses = [t for t, _ in keep]
-        self.responders = [actor for _, actor in keep]
         return True
 
     def apply(self, role: Role, at: float, actor: str) -> bool:
@@ -186,30 +208,30 @@ class RequestState:
         return changed
 
     def _apply(self, role: Role, at: float, actor: str) -> bool:
-        if role == "response":
-            if len(self.responses) >= _CAP and at >= self.responses[-1]:
+        if role in _REPLIES:
+            responses = self.responses
+            if len(responses) >= CAP and at >= responses[-1]:
                 return False
-            index = bisect_right(self.responses, at)
-            self.responses.insert(index, at)
+            index = bisect_right(responses, at)
+            responses.insert(index, at)
             self.responders.insert(index, actor)
-            if len(self.responses) > _CAP:
-                self.responses.pop()
+            self.response_events.insert(index, role)
+            if len(responses) > CAP:
+                responses.pop()
                 self.responders.pop()
+                self.response_events.pop()
             return True
-        if role == "bot_reply":
-            if self.bot_reply_at is not None and self.bot_reply_at <= at:
-                return False
-            self.bot_reply_at = at
-            return True
-        if role == "resolution":
-            if self.resolved_at is not None and self.resolved_at <= at:
-                return False
-            self.resolved_at = at
-            return True
-        times = self.handoffs if role == "handoff" else self.reopens
-        if len(times) >= _CAP:
+        times = {
+            "bot_reply": self.bot_replies,
+            "handoff": self.handoffs,
+            "resolution": self.resolutions,
+            "reopen": self.reopens,
+        }[role]
+        if len(times) >= CAP and at >= times[-1]:
             return False
         insort(times, at)
+        if len(times) > CAP:
+            times.pop()
         return True
 
     # -- the fact -----------------------------------------------------------
@@ -249,16 +271,32 @@ class RequestState:
         calendar = policy.calendar
         max_age = opened + rules.max_request_age.calendar_seconds
         horizon = opened + rules.response_horizon.calendar_seconds
-        responses = [t for t in self.responses if opened <= t <= max_age]
+
+        def counting(times: list[float], until: float = max_age) -> list[float]:
+            return [t for t in times if opened <= t <= until]
+
+        answers = RESPONSE_EVENTS[self.request_type]
+        responses = [
+            t
+            for t, actor, event in zip(
+                self.responses, self.responders, self.response_events, strict=True
+            )
+            if event in answers and actor != self.requester and opened <= t <= max_age
+        ]
         first = responses[0] if responses else None
 
-        bot = self.bot_reply_at
-        bot_first = bot is not None and opened <= bot <= horizon and (first is None or bot < first)
+        bots = counting(self.bot_replies, min(horizon, max_age))
+        bot = bots[0] if bots else None
+        bot_first = bot is not None and (first is None or bot < first)
         clock_start: float | None = opened
         if bot_first:
             assert bot is not None
             handoff = next(
-                (h for h in self.handoffs if bot <= h <= horizon and (first is None or h <= first)),
+                (
+                    h
+                    for h in counting(self.handoffs, min(horizon, max_age))
+                    if h >= bot and (first is None or h <= first)
+                ),
                 None,
             )
             # Without a hand-off only a response within the horizon starts the clock, so the
@@ -280,16 +318,14 @@ class RequestState:
             response_s = first - clock_start
             response_business_s = calendar.business_seconds_between(clock_start, first)
 
-        resolved = (
-            self.resolved_at
-            if self.resolved_at is not None and opened <= self.resolved_at <= max_age
-            else None
-        )
+        resolutions = counting(self.resolutions)
+        resolved = resolutions[0] if resolutions else None
+        reopens = counting(self.reopens)
         replies = len(responses) if resolved is None else bisect_right(responses, resolved)
         fcr: bool | None = None
         if resolved is not None:
             reopen_until = rules.reopen_window.end(resolved, calendar)
-            reopened = any(resolved < t <= reopen_until for t in self.reopens)
+            reopened = any(resolved < t <= reopen_until for t in reopens)
             fcr = replies <= 1 and not reopened
         sla_target_s = None
         if clock_start is not None and deadline is not None:
@@ -309,7 +345,7 @@ class RequestState:
             sla_status=status,
             resolved_at=resolved,
             agent_reply_count=replies,
-            reopen_count=sum(1 for t in self.reopens if opened <= t <= max_age),
+            reopen_count=len(reopens),
             fcr=fcr,
         )
 
@@ -323,14 +359,17 @@ class RequestState:
             self.category,
             self.responses,
             self.responders,
-            self.bot_reply_at,
+            self.bot_replies,
             self.handoffs,
-            self.resolved_at,
+            self.resolutions,
             self.reopens,
+            self.response_events,
         ]
 
     @classmethod
     def load(cls, data: list[Any]) -> RequestState:
+        """A state from :meth:`dump`; also reads the form before 2026-12 (one bot reply and
+        one resolution, responses already judged against the opening's type)."""
         state = cls()
         (
             state.request_type,
@@ -339,9 +378,23 @@ class RequestState:
             state.category,
             state.responses,
             state.responders,
-            state.bot_reply_at,
+            bots,
             state.handoffs,
-            state.resolved_at,
+            resolutions,
             state.reopens,
+            *events,
         ) = data
+        state.bot_replies = _times(bots)
+        state.resolutions = _times(resolutions)
+        if events:
+            state.response_events = events[0]
+        else:
+            answer = min(RESPONSE_EVENTS[state.request_type or "ticket"])
+            state.response_events = [answer] * len(state.responses)
         return state
+
+
+def _times(value: list[float] | float | None) -> list[float]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

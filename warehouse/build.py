@@ -1,40 +1,119 @@
-"""Rebuild the core and metrics tables from ``raw.events``, in one transaction.
+"""Build the core and metrics tables from ``raw.events``: in full, or what a load brings.
 
 Everything here is derived: ``raw.events`` is the warehouse's own copy of the
-log, and the core facts and metrics are recomputed from it as a whole, so
-late events and corrections land where they belong (the warehouse is the
-corrected history, see docs/warehouse.md). Readers see either the previous
-build or the new one, never a mix.
+log. A build is set-based SQL (:mod:`warehouse.facts`, :mod:`warehouse.kpis`)
+and, by default, **incremental**: it reads the events loaded since the last
+build (``ops.builds.loaded_through``) and recomputes only the requests,
+messages, channel days and KPI cells they reach, so its cost follows what
+came, not what the history holds. A **full** build recomputes everything: the
+first build, ``--full``, a replay, and a build under a new configuration.
+Both give the same tables (tests/unit/warehouse/test_incremental.py loads the
+same events in random increments and compares).
+
+The **configuration** a build used (the channel catalog's content, the
+reporting time zone, the version of the rules) is recorded in ``ops.builds``.
+A later build under another one refuses with :class:`ConfigurationChanged`
+(one line naming what changed), unless ``reconfigure``, which rebuilds
+everything under the new one: facts computed under two configurations would
+mix silently otherwise.
+
+Readers see either the previous build or the new one, never a mix: a build is
+one transaction (or part of the caller's, with ``in_transaction``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Final, Literal
 
 import duckdb
-import polars as pl
+import orjson
 
-from metrics.catalog import CATALOG
+from metrics.calendar_table import PeriodRange
 from metrics.channels import ChannelCatalog
-from metrics.sql import kpi_daily_sql, kpi_quarterly_sql
-from metrics.windows import WindowClock
-from warehouse.facts import FactBuilder, Facts
-from warehouse.schema import scalar
+from warehouse.calendars import refresh_calendar_days, refresh_periods
+from warehouse.facts import SRC_COLUMNS, FactBuild, NeedsFullBuild
+from warehouse.kpis import refresh_health, refresh_kpis
+from warehouse.schema import WarehouseError, scalar
 
-__all__ = ["BuildResult", "build", "write_metrics"]
+__all__ = [
+    "RULES_VERSION",
+    "BuildConfig",
+    "BuildResult",
+    "ConfigurationChanged",
+    "build",
+]
 
 log = logging.getLogger(__name__)
 
-_EVENT_COLUMNS = (
-    "event_type, epoch(occurred_at) AS _t, channel_id, channel_kind, scope, actor_id, actor_role, "
-    "conversation_id, message_id, in_reply_to, recipient_count, duration_s, planned_duration_s, "
-    "score, category, visibility"
-)
-_GRADES = "CASE WHEN s >= 0.9 THEN 'A' WHEN s >= 0.75 THEN 'B' WHEN s >= 0.5 THEN 'C' ELSE 'D' END"
+#: The version of the fact rules (metrics/requests.py, messages.py, rules_sql.py, sql.py):
+#: raised when a definition changes, so warehouses built by the old rules are rebuilt.
+RULES_VERSION: Final = 2
+
+Mode = Literal["full", "incremental"]
+
+
+class ConfigurationChanged(WarehouseError):
+    """The warehouse was built under another configuration; rebuild with ``--reconfigure``."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What a build's facts depend on besides the events."""
+
+    catalog: str  # the catalog's content as canonical JSON
+    catalog_source: str
+    timezone: str
+    rules_version: int = RULES_VERSION
+
+    @classmethod
+    def of(cls, catalog: ChannelCatalog, timezone: str) -> BuildConfig:
+        return cls(catalog.fingerprint(), catalog.source, timezone)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return orjson.dumps(
+            {
+                "catalog": orjson.loads(self.catalog),
+                "catalog_source": self.catalog_source,
+                "timezone": self.timezone,
+                "rules_version": self.rules_version,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        ).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> BuildConfig:
+        data = orjson.loads(text)
+        return cls(
+            orjson.dumps(data["catalog"]).decode(),
+            data["catalog_source"],
+            data["timezone"],
+            data["rules_version"],
+        )
+
+    def changes_from(self, before: BuildConfig) -> list[str]:
+        """What differs from ``before``, in words (empty: the same facts)."""
+        changes = []
+        if self.timezone != before.timezone:
+            changes.append(f"the reporting time zone ({before.timezone} -> {self.timezone})")
+        if orjson.loads(self.catalog) != orjson.loads(before.catalog):
+            changes.append(
+                f"the channel catalog ({before.catalog_source} -> {self.catalog_source}, "
+                "content differs)"
+            )
+        if self.rules_version != before.rules_version:
+            changes.append(
+                f"the KPI rules (version {before.rules_version} -> {self.rules_version})"
+            )
+        return changes
 
 
 @dataclass(frozen=True)
@@ -45,6 +124,28 @@ class BuildResult:
     kpi_rows: int
     as_of: datetime
     seconds: float
+    mode: Mode = "full"
+    #: events of this build's increment (all of them for a full build)
+    loaded: int = 0
+
+
+@dataclass(frozen=True)
+class _Previous:
+    loaded_through: datetime | None
+    config: BuildConfig | None
+    periods: PeriodRange | None
+
+
+def _previous(con: duckdb.DuckDBPyConnection) -> _Previous | None:
+    row = con.execute(
+        "SELECT loaded_through, config, periods_from, periods_to FROM ops.builds "
+        "ORDER BY built_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    through, config, first, last = row
+    periods = PeriodRange(first, last) if isinstance(first, date) and isinstance(last, date) else None
+    return _Previous(through, BuildConfig.from_json(config) if config else None, periods)
 
 
 def build(
@@ -52,291 +153,126 @@ def build(
     catalog: ChannelCatalog,
     timezone: str = "UTC",
     now: datetime | None = None,
+    *,
+    full: bool = False,
+    reconfigure: bool = False,
+    in_transaction: bool = False,
 ) -> BuildResult:
-    """Recompute every core and metrics table from ``raw.events``."""
+    """Bring the core and metrics tables up to ``raw.events`` (see the module docstring).
+
+    SLA statuses are judged as of the later of ``now`` (default: the clock) and the
+    latest event. Raises :class:`ConfigurationChanged` when the warehouse was built
+    under another configuration and ``reconfigure`` is not set.
+    """
     started = time.monotonic()
-    clock = WindowClock(timezone)
-    builder = FactBuilder(catalog, clock)
-    frame = con.sql(
-        f'SELECT {_EVENT_COLUMNS} FROM raw.events ORDER BY occurred_at, partition, "offset"'
-    ).pl()
-    builder.add_all(frame.iter_rows(named=True))
-    facts = builder.facts(None if now is None else now.timestamp())
-    as_of = datetime.fromtimestamp(facts.as_of, UTC) if frame.height else (now or datetime.now(UTC))
-    con.execute("BEGIN TRANSACTION")
-    try:
-        _write_core(con, facts, catalog)
-        write_metrics(con, timezone)
-        _channel_health(con, catalog, as_of)
-        kpi_rows = int(scalar(con, "SELECT count(*) FROM metrics.kpi_daily"))
-        seconds = time.monotonic() - started
-        con.execute(
-            "INSERT INTO ops.builds VALUES (now(), ?, ?, ?)", [frame.height, as_of, seconds]
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    log.info("warehouse built events=%s seconds=%.1f", frame.height, seconds)
-    return BuildResult(
-        frame.height, len(facts.requests), len(facts.messages), kpi_rows, as_of, seconds
-    )
-
-
-def _replace(con: duckdb.DuckDBPyConnection, table: str, select: str, frame: pl.DataFrame) -> None:
-    """Replace ``table``'s rows by ``select`` over ``frame`` (named ``f``)."""
-    con.execute(f"DELETE FROM {table}")
-    if frame.height:
-        con.register("f", frame)
-        try:
-            con.execute(f"INSERT INTO {table} {select}")
-        finally:
-            con.unregister("f")
-
-
-def _ts(column: str) -> str:
-    return f"to_timestamp({column})"
-
-
-def _write_core(con: duckdb.DuckDBPyConnection, facts: Facts, catalog: ChannelCatalog) -> None:
-    channels = []
-    for row in facts.channels.values():
-        info = catalog.info(row.channel_id)
-        policy = catalog.policy(row.channel_id, row.kind)
-        channels.append(
-            {
-                "channel_id": row.channel_id,
-                "channel_kind": info.kind.value if info and info.kind else row.kind,
-                "scope": info.scope.value if info and info.scope else row.scope,
-                "name": info.name if info else None,
-                "calendar": info.calendar if info else "default",
-                "idle_threshold_s": policy.idle_business_seconds(),
-                "first_event_at": row.first_event_at,
-                "last_activity_at": row.last_activity_at,
-                "archived_at": row.archived_at,
-                "events": row.events,
-            }
-        )
-    _replace(
-        con,
-        "core.channels",
-        "SELECT channel_id, channel_kind, scope, name, calendar, idle_threshold_s, "
-        f"{_ts('first_event_at')}, {_ts('last_activity_at')}, {_ts('archived_at')}, events FROM f",
-        _frame(channels),
-    )
-    _replace(con, "core.calendar", "SELECT * FROM f", _calendar(facts, catalog))
-    requests = [
-        {
-            "channel_id": r.channel_id,
-            "conversation_id": r.conversation_id,
-            "request_type": r.request_type,
-            "category": r.category,
-            "opened_at": r.opened_at,
-            "clock_start_at": r.clock_start,
-            "deadline_at": r.deadline,
-            "sla_target_s": r.sla_target_s,
-            "first_response_at": r.first_response_at,
-            "first_response_s": r.first_response_s,
-            "first_response_business_s": r.first_response_business_s,
-            "sla_status": r.sla_status,
-            "resolved_at": r.resolved_at,
-            "reopen_count": r.reopen_count,
-            "agent_reply_count": r.agent_reply_count,
-            "fcr": r.fcr,
-        }
-        for r in facts.requests
-    ]
-    _replace(
-        con,
-        "core.requests",
-        "SELECT channel_id, conversation_id, request_type, category, "
-        f"{_ts('opened_at')}, {_ts('clock_start_at')}, {_ts('deadline_at')}, sla_target_s, "
-        f"{_ts('first_response_at')}, first_response_s, first_response_business_s, sla_status, "
-        f"{_ts('resolved_at')}, reopen_count, agent_reply_count, fcr FROM f",
-        _frame(requests),
-    )
-    messages = [
-        {
-            "channel_id": m.channel_id,
-            "message_id": m.message_id,
-            "sent_at": m.sent_at,
-            "sender": m.sender,
-            "recipients": m.recipients,
-            "readers": m.readers,
-            "first_read_at": m.first_read_at,
-            "bounced": m.bounced,
-            "misdelivered": m.misdelivered,
-            "counts_for_read_rate": m.counts_for_read_rate,
-        }
-        for m in facts.messages
-    ]
-    _replace(
-        con,
-        "core.messages",
-        f"SELECT channel_id, message_id, {_ts('sent_at')}, sender, recipients, readers, "
-        f"{_ts('first_read_at')}, bounced, misdelivered, counts_for_read_rate FROM f",
-        _frame(messages),
-    )
-    meetings = [
-        {
-            "channel_id": m.channel_id,
-            "held_at": m.held_at,
-            "duration_s": m.duration_s,
-            "planned_duration_s": m.planned_duration_s,
-            "overrun": m.overrun,
-        }
-        for m in facts.meetings
-    ]
-    _replace(
-        con,
-        "core.meetings",
-        f"SELECT channel_id, {_ts('held_at')}, duration_s, planned_duration_s, overrun FROM f",
-        _frame(meetings),
-    )
-    surveys = [
-        {"channel_id": s.channel_id, "answered_at": s.answered_at, "score": s.score}
-        for s in facts.surveys
-    ]
-    _replace(
-        con,
-        "core.surveys",
-        f"SELECT channel_id, {_ts('answered_at')}, score FROM f",
-        _frame(surveys),
-    )
-    activity = [
-        {"channel_id": channel_id, "day": date.fromordinal(day), "actor_id": actor}
-        for channel_id, day, actor in facts.activity
-    ]
-    _replace(con, "core.activity", "SELECT channel_id, day, actor_id FROM f", _frame(activity))
-
-
-def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def _calendar(facts: Facts, catalog: ChannelCatalog) -> pl.DataFrame:
-    """Every day of every calendar from the first event to the build time."""
-    if not facts.channels:
-        return pl.DataFrame()
-    first = min(row.first_event_at for row in facts.channels.values())
-    rows = []
-    for name, calendar in catalog.calendars.items():
-        day = datetime.fromtimestamp(first, UTC).date() - timedelta(days=1)
-        last = datetime.fromtimestamp(facts.as_of, UTC).date() + timedelta(days=1)
-        while day <= last:
-            seconds = sum(end - start for start, end in calendar.working_intervals(day))
-            rows.append(
-                {
-                    "day": day,
-                    "calendar": name,
-                    "timezone": calendar.timezone,
-                    "workday": calendar.is_working_day(day),
-                    "holiday": day in calendar.holidays,
-                    "makeup_day": day in calendar.makeup_days,
-                    "business_s": float(seconds),
-                    "quarter": _quarter(day),
-                }
+    config = BuildConfig.of(catalog, timezone)
+    previous = _previous(con)
+    if previous is not None and previous.config is not None:
+        changes = config.changes_from(previous.config)
+        if changes and not reconfigure:
+            raise ConfigurationChanged(
+                "the warehouse was built with another configuration: "
+                + "; ".join(changes)
+                + " changed. Run again with --reconfigure to rebuild it under the new one"
             )
-            day += timedelta(days=1)
-    return pl.DataFrame(rows)
-
-
-def _quarter(day: date) -> str:
-    return f"{day.year}Q{(day.month - 1) // 3 + 1}"
-
-
-def write_metrics(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
-    """The KPI tables and the quarterly evaluation, from the core tables (no transaction)."""
-    con.execute("DELETE FROM metrics.kpi_daily")
-    con.execute(f"INSERT INTO metrics.kpi_daily {kpi_daily_sql(timezone)}")
-    targets = pl.DataFrame(
-        {
-            "kpi": [k.name for k in CATALOG],
-            "target": [k.target for k in CATALOG],
-            "direction": [k.direction for k in CATALOG],
-        },
-        schema={"kpi": pl.String, "target": pl.Float64, "direction": pl.String},
-    )
-    con.register("targets", targets)
+        full = full or bool(changes)
+    if previous is None or previous.loaded_through is None or previous.config is None:
+        full = True
+    if not in_transaction:
+        con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM metrics.kpi_quarterly")
-        con.execute(f"""
-INSERT INTO metrics.kpi_quarterly
-SELECT q.period, q.channel_id, q.channel_kind, q.scope, q.kpi, q.value, q.numerator,
-       q.denominator, t.target,
-       CASE WHEN q.value IS NULL OR t.target IS NULL THEN NULL
-            WHEN t.direction = 'lower_is_better' THEN q.value <= t.target
-            ELSE q.value >= t.target END
-FROM ({kpi_quarterly_sql(timezone)}) q JOIN targets t USING (kpi)""")
-    finally:
-        con.unregister("targets")
-    con.execute("DELETE FROM metrics.quarterly_evaluation")
-    previous = (
-        "CASE WHEN right(quarter, 1) = '1' "
-        "THEN CAST(CAST(left(quarter, 4) AS INTEGER) - 1 AS VARCHAR) || 'Q4' "
-        "ELSE left(quarter, 5) || CAST(CAST(right(quarter, 1) AS INTEGER) - 1 AS VARCHAR) END"
-    )
-    con.execute(f"""
-INSERT INTO metrics.quarterly_evaluation
-WITH graded AS (
-    SELECT quarter, channel_id, channel_kind, scope,
-           avg(CASE WHEN met THEN 1.0 ELSE 0.0 END) FILTER (WHERE met IS NOT NULL) AS s
-    FROM metrics.kpi_quarterly GROUP BY ALL
-)
-SELECT k.quarter, k.channel_id, k.channel_kind, k.scope, k.kpi, k.value, k.target, k.met,
-       p.value, k.value - p.value,
-       CASE WHEN g.s IS NULL THEN NULL ELSE {_GRADES} END
-FROM metrics.kpi_quarterly k
-LEFT JOIN metrics.kpi_quarterly p
-       ON p.quarter = ({previous.replace("quarter", "k.quarter")}) AND p.kpi = k.kpi
-      AND p.channel_id IS NOT DISTINCT FROM k.channel_id
-      AND p.channel_kind = k.channel_kind AND p.scope = k.scope
-LEFT JOIN graded g
-       ON g.quarter = k.quarter AND g.channel_id IS NOT DISTINCT FROM k.channel_id
-      AND g.channel_kind = k.channel_kind AND g.scope = k.scope""")
+        _drop_scratch(con)
+        result = _build(con, catalog, timezone, now, config, previous, full=full, started=started)
+        _drop_scratch(con)
+        if not in_transaction:
+            con.execute("COMMIT")
+    except BaseException:
+        if not in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    result = BuildResult(**{**result.__dict__, "seconds": time.monotonic() - started})
+    log.info(
+        "warehouse built mode=%s events=%s loaded=%s seconds=%.2f",
+        result.mode, result.events, result.loaded, result.seconds,
+    )  # fmt: skip
+    return result
 
 
-def _channel_health(
-    con: duckdb.DuckDBPyConnection, catalog: ChannelCatalog, as_of: datetime
-) -> None:
-    rows = []
-    now = max(as_of, datetime.now(UTC))
-    channels = con.sql(
-        "SELECT channel_id, channel_kind, scope, epoch(last_activity_at), archived_at IS NOT NULL "
-        "FROM core.channels"
+def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the build's temporary tables and views (all named ``_cp_...``)."""
+    found = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_catalog = 'temp' AND table_name LIKE '\\_cp\\_%' ESCAPE '\\'"
     ).fetchall()
-    # The catalog's channels that never had an event are idle, and have no last activity.
-    known = {channel_id for channel_id, *_ in channels}
-    for channel_id, kind, scope in catalog.listed():
-        if channel_id not in known:
-            channels.append((channel_id, kind.value, scope.value, None, False))
-    for channel_id, kind, scope, last, archived in channels:
-        policy = catalog.policy(channel_id, kind)
-        info = catalog.info(channel_id)
-        threshold = policy.idle_business_seconds()
-        idle_for = (
-            None
-            if last is None
-            else policy.calendar.business_seconds_between(last, now.timestamp())
+    for name, kind in found:
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS temp.main.{name}")
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    catalog: ChannelCatalog,
+    timezone: str,
+    now: datetime | None,
+    config: BuildConfig,
+    previous: _Previous | None,
+    *,
+    full: bool,
+    started: float,
+) -> BuildResult:
+    through = scalar(con, "SELECT max(loaded_at) FROM raw.events")
+    clock = (now or datetime.now(UTC)).timestamp()
+    if not full:
+        assert previous is not None and previous.loaded_through is not None
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _cp_delta AS SELECT {SRC_COLUMNS} FROM raw.events "
+            "WHERE loaded_at > ?",
+            [previous.loaded_through],
         )
-        rows.append(
-            {
-                "channel_id": channel_id,
-                "channel_kind": kind,
-                "scope": scope,
-                "last_activity_at": last,
-                "idle_threshold_s": threshold,
-                "idle_for_business_s": idle_for,
-                "idle": not archived and (idle_for is None or idle_for >= threshold),
-                "archived": archived,
-                "as_of": now.timestamp(),
-                "name": info.name if info else None,
-            }
-        )
-    _replace(
-        con,
-        "metrics.channel_health",
-        f"SELECT channel_id, channel_kind, scope, {_ts('last_activity_at')}, idle_threshold_s, "
-        f"idle_for_business_s, idle, archived, {_ts('as_of')}, name FROM f",
-        _frame(rows),
+        loaded = int(scalar(con, "SELECT count(*) FROM _cp_delta"))
+        first, latest = con.execute(
+            "SELECT least((SELECT min(epoch(first_event_at)) FROM core.channels), "
+            "(SELECT min(t) FROM _cp_delta)), "
+            "greatest((SELECT max(epoch(last_activity_at)) FROM core.channels), "
+            "(SELECT max(t) FROM _cp_delta))"
+        ).fetchone() or (None, None)
+    else:
+        loaded = int(scalar(con, "SELECT count(*) FROM raw.events"))
+        first, latest = con.execute(
+            "SELECT min(epoch(occurred_at)), max(epoch(occurred_at)) FROM raw.events"
+        ).fetchone() or (None, None)
+    as_of = clock if latest is None else max(latest, clock)
+    periods = previous.periods if previous is not None and not full else None
+    if first is not None:
+        periods = refresh_periods(con, catalog, first, max(latest, as_of), periods)
+    mode: Mode = "full" if full else "incremental"
+    facts = FactBuild(con, catalog, timezone, as_of)
+    if full:
+        facts.full()
+    else:
+        try:
+            facts.incremental()
+        except NeedsFullBuild as why:
+            log.info("warehouse build in full: %s", why)
+            mode = "full"
+            facts.full()
+    refresh_kpis(con, timezone, full=mode == "full")
+    as_of_at = datetime.fromtimestamp(as_of, UTC)
+    refresh_calendar_days(con, catalog, first, as_of)
+    refresh_health(con, catalog, as_of_at)
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM raw.events), (SELECT count(*) FROM core.requests), "
+        "(SELECT count(*) FROM core.messages), (SELECT count(*) FROM metrics.kpi_daily)"
+    ).fetchone()
+    assert counts is not None
+    con.execute(
+        "INSERT INTO ops.builds (built_at, events, as_of, seconds, mode, loaded_through, "
+        "config_hash, config, periods_from, periods_to) VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            counts[0], as_of_at, time.monotonic() - started, mode, through, config.digest, config.to_json(),
+            periods.first if periods else None, periods.last if periods else None,
+        ],
+    )  # fmt: skip
+    return BuildResult(
+        int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]), as_of_at, 0.0, mode, loaded
     )
+

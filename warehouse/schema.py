@@ -275,6 +275,41 @@ ALTER TABLE ops.loads ADD COLUMN quarantined BIGINT NOT NULL DEFAULT 0;
         "channel health: the channel's name from the catalog",
         "ALTER TABLE metrics.channel_health ADD COLUMN name VARCHAR;",
     ),
+    Migration(
+        6,
+        "set-based, incremental builds: working periods, channel days, build configuration",
+        """
+CREATE TABLE core.working_periods (
+    calendar   VARCHAR NOT NULL,
+    starts_at  TIMESTAMPTZ NOT NULL,
+    ends_at    TIMESTAMPTZ NOT NULL,
+    start_s    DOUBLE NOT NULL,   -- epoch seconds
+    end_s      DOUBLE NOT NULL,
+    before_s   DOUBLE NOT NULL,   -- business seconds from the table's first period to this one
+    after_s    DOUBLE NOT NULL
+);
+CREATE TABLE core.channel_days (
+    channel_id  VARCHAR NOT NULL,
+    day         DATE NOT NULL,    -- in the reporting time zone
+    events      BIGINT NOT NULL,
+    PRIMARY KEY (channel_id, day)
+);
+CREATE TABLE ops.message_strays (
+    channel_id  VARCHAR NOT NULL,
+    message_id  VARCHAR NOT NULL,
+    event_id    UUID NOT NULL,
+    event_type  VARCHAR NOT NULL,
+    t           DOUBLE NOT NULL,
+    actor_id    VARCHAR NOT NULL
+);
+ALTER TABLE ops.builds ADD COLUMN mode VARCHAR;
+ALTER TABLE ops.builds ADD COLUMN loaded_through TIMESTAMPTZ;
+ALTER TABLE ops.builds ADD COLUMN config_hash VARCHAR;
+ALTER TABLE ops.builds ADD COLUMN config JSON;
+ALTER TABLE ops.builds ADD COLUMN periods_from DATE;
+ALTER TABLE ops.builds ADD COLUMN periods_to DATE;
+""",
+    ),
 )
 
 

@@ -4,7 +4,7 @@ Loading ten million events through Kafka is not what this measures: the
 core tables are generated in DuckDB with the shapes and proportions the
 simulator gives (a request per ~6 events, a message per ~4, 300 channels,
 5,000 people, one quarter), and the timed part is
-:func:`warehouse.build.write_metrics` — every daily and quarterly KPI, the
+:func:`warehouse.kpis.refresh_kpis` — every daily and quarterly KPI, the
 evaluation with the previous quarter and grades — the SQL the sink runs after
 each load.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.build import write_metrics
+from warehouse.kpis import refresh_kpis
 from warehouse.schema import migrate
 
 __all__ = ["fill", "time_quarterly"]
@@ -77,6 +77,9 @@ FROM range({events // 50}) t(i)""")
     con.execute("""
 INSERT INTO core.activity
 SELECT DISTINCT channel_id, CAST(occurred_at AS DATE), actor_id FROM raw.events""")
+    con.execute("""
+INSERT INTO core.channel_days
+SELECT channel_id, CAST(occurred_at AS DATE), count(*) FROM raw.events GROUP BY ALL""")
 
 
 def time_quarterly(events: int, directory: Path) -> tuple[float, float]:
@@ -90,7 +93,7 @@ def time_quarterly(events: int, directory: Path) -> tuple[float, float]:
         fill(con, events)
         filled = time.perf_counter() - started
         started = time.perf_counter()
-        write_metrics(con, "UTC")
+        refresh_kpis(con, "UTC", full=True)
         return filled, time.perf_counter() - started
     finally:
         con.close()

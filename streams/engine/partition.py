@@ -442,9 +442,7 @@ class PartitionEngine:
             self._index_resolution(channel_id, conversation, state, target.day, before)
             return
 
-        role = role_in_request(
-            e, state.request_type if state else None, state.requester if state else None
-        )
+        role = role_in_request(e)
         if role is None:
             return
         if state is None:

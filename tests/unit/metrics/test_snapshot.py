@@ -35,6 +35,8 @@ ROWS: dict[str, list[tuple[Any, ...]]] = {
     "core.meetings": [("meet:weekly", T, 3600.0, 3000.0, True)],
     "core.surveys": [("chat:web", T, 5)],
     "core.activity": [("email:all-hands", DAY, "actor-1"), ("chat:web", DAY, "actor-2")],
+    "core.channel_days": [("email:all-hands", DAY, 3), ("chat:web", DAY, 2)],
+    "core.working_periods": [("default", T, T, 0.0, 3600.0, 0.0, 3600.0)],
     "metrics.kpi_daily": [
         (DAY, "email:all-hands", "email", "internal", "read_rate", 0.7, 7.0, 10.0),
         (DAY, None, "email", "internal", "read_rate", 0.7, 7.0, 10.0),
@@ -57,7 +59,7 @@ ROWS: dict[str, list[tuple[Any, ...]]] = {
          None, None, None, None, f"dept-{MARKER}", f"topic-{MARKER}", 3, 424242, T),
     ],
     "ops.offsets": [(f"topic-{MARKER}", 3, 424243, T)],
-    "ops.builds": [(T, 1, T, 0.25)],
+    "ops.builds": [(T, 1, T, 0.25, "full", T, "0123abcd", "{}", None, None)],
 }  # fmt: skip
 PUBLISHED = sorted(name for name in ROWS if name.startswith(("core.", "metrics.")))
 
@@ -106,7 +108,7 @@ def test_the_snapshot_has_core_and_metrics_with_the_same_rows(
 ) -> None:
     result = publish(warehouse, tmp_path)
     assert result.path == tmp_path / "serve" / "serving.duckdb"
-    assert (result.schema_version, result.data_as_of, result.published_at) == (5, T, T)
+    assert (result.schema_version, result.data_as_of, result.published_at) == (6, T, T)
     assert result.skipped_views == ()
     published = {table.qualified: table for table in result.tables}
     assert sorted(published) == sorted([*PUBLISHED, "core.reviews", "meta.snapshot"])
@@ -122,7 +124,7 @@ def test_the_snapshot_has_core_and_metrics_with_the_same_rows(
         assert published["core.reviews"].kind == "view"
         assert rows(snapshot, "core.reviews") == rows(warehouse, "core.reviews")
         assert [row[1] for row in rows(snapshot, "core.reviews")] == ["p-1"]
-        assert rows(snapshot, "meta.snapshot") == [(T, 5, T, T)]
+        assert rows(snapshot, "meta.snapshot") == [(T, 6, T, T)]
         schemas = snapshot.execute(
             "SELECT schema_name FROM duckdb_schemas() WHERE NOT internal ORDER BY 1"
         ).fetchall()

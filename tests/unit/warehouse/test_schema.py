@@ -29,13 +29,14 @@ def test_an_older_file_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
 
     upgraded = open_warehouse(path)
     try:
-        assert version_of(upgraded) == MIGRATIONS[-1].version == 5
-        assert {"core.requests", "metrics.kpi_daily", "metrics.quarterly_evaluation"} <= tables(
-            upgraded
-        )
+        assert version_of(upgraded) == MIGRATIONS[-1].version == 6
+        assert {
+            "core.requests", "core.working_periods", "core.channel_days", "metrics.kpi_daily",
+            "metrics.quarterly_evaluation", "ops.message_strays",
+        } <= tables(upgraded)  # fmt: skip
         assert upgraded.execute("SELECT next_offset FROM ops.offsets").fetchall() == [(42,)]
         versions = upgraded.execute("SELECT version FROM ops.schema_version ORDER BY 1").fetchall()
-        assert versions == [(1,), (2,), (3,), (4,), (5,)]
+        assert versions == [(1,), (2,), (3,), (4,), (5,), (6,)]
         health = upgraded.execute("DESCRIBE metrics.channel_health").fetchall()
         assert [column[0] for column in health][-1] == "name"
     finally:
@@ -47,7 +48,7 @@ def test_read_only_opens_refuse_an_outdated_file_and_a_missing_one(tmp_path: Pat
         open_warehouse(tmp_path / "missing.duckdb", read_only=True)
     path = tmp_path / "empty.duckdb"
     duckdb.connect(str(path)).close()
-    with pytest.raises(WarehouseError, match="schema version 0, expected 5"):
+    with pytest.raises(WarehouseError, match="schema version 0, expected 6"):
         open_warehouse(path, read_only=True)
 
 
