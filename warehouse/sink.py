@@ -7,6 +7,11 @@ crash at any moment leaves the warehouse at a batch boundary, and a restart
 goes on from exactly there. ``event_id`` is the primary key: an event that was
 sent twice (a producer retry, a file ingested twice) is stored once.
 
+Reading and decoding run one batch ahead in a thread of their own
+(:mod:`warehouse.feed`: aiokafka through :mod:`warehouse.reader`, the batch decoder of
+:mod:`warehouse.decode`), so that they use the second core while DuckDB commits; the
+commits, and everything that touches the warehouse, stay in the caller's thread.
+
 A record that does not decode to a valid event goes to the dead-letter topic
 with the reason (before the batch commits, so nothing is lost) and is counted
 in ``ops.loads``.
@@ -32,21 +37,21 @@ from typing import Any, Final, Literal, Protocol
 import duckdb
 import orjson
 import polars as pl
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from pydantic import ValidationError
 
 from ingest.deadletter import DeadLetter
-from ingest.errors import CommpulseError
-from ingest.events import Event
 from ingest.producer import close_by_force
-from ingest.validation import rejection_from
+from warehouse.decode import COLUMNS, decode_record
+from warehouse.feed import Batch, Feed, Idle
+from warehouse.reader import SinkError
 from warehouse.schema import scalar
 
 __all__ = [
     "BatchCheck",
     "BatchOutcome",
     "SinkConfig",
+    "SinkError",
     "SinkProgress",
     "SinkResult",
     "commit_batch",
@@ -58,38 +63,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: how long one look at the end offsets may take; Kafka away, the sink asks again later
-_LAG_TIMEOUT_MS = 10_000
-#: how long the sink waits after a poll that brought nothing before it polls again
-_IDLE_POLL_S: Final = 0.05
+#: how long the sink waits for the feed before it looks at ``stop`` again
+_WAIT_S: Final = 0.1
 #: How long Kafka gets to acknowledge a batch's dead letters before they are sent again.
 _DLQ_DELIVERY_S: Final = 30.0
 
-_COLUMNS: Final = {
-    "event_id": pl.String,
-    "schema_version": pl.Int16,
-    "event_type": pl.String,
-    "occurred_at": pl.Float64,
-    "channel_id": pl.String,
-    "channel_kind": pl.String,
-    "scope": pl.String,
-    "actor_id": pl.String,
-    "actor_role": pl.String,
-    "conversation_id": pl.String,
-    "message_id": pl.String,
-    "in_reply_to": pl.String,
-    "recipient_count": pl.Int32,
-    "duration_s": pl.Float64,
-    "planned_duration_s": pl.Float64,
-    "score": pl.Int16,
-    "decision": pl.String,
-    "category": pl.String,
-    "visibility": pl.String,
-    "department": pl.String,
-    "topic": pl.String,
-    "partition": pl.Int32,
-    "offset": pl.Int64,
-}
+_COLUMNS: Final = COLUMNS
 _INSERT: Final = (
     "INSERT OR IGNORE INTO raw.events SELECT CAST(event_id AS UUID), schema_version, event_type, "
     "to_timestamp(occurred_at), channel_id, channel_kind, scope, actor_id, actor_role, "
@@ -169,10 +148,6 @@ class BatchOutcome:
     reason: str | None = None
 
 
-class SinkError(CommpulseError):
-    """The sink cannot read the events topic."""
-
-
 def stored_offsets(con: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]:
     """The next offset to read per partition, as the warehouse last committed it."""
     rows = con.execute(
@@ -193,66 +168,49 @@ def run_sink(
     """Load batches until caught up (or until ``stop`` is set); returns the counts.
 
     ``on_batch`` is called after every committed batch and ``on_idle`` whenever
-    a poll found nothing new (a running sink rebuilds the metrics then).
+    a poll found nothing new (a running sink rebuilds the metrics then). Batches are read
+    and decoded one ahead, in a thread (:mod:`warehouse.feed`); they are committed here,
+    in order, in the caller's thread.
     """
     stop = stop or threading.Event()
     progress = SinkProgress()
     check = config.batch_check if config.quality_gate == "quarantine" else None
-    consumer = KafkaConsumer(
-        bootstrap_servers=config.bootstrap_servers,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-        **config.client_options,
-    )
     producer: KafkaProducer | None = None
-    try:
-        found = consumer.partitions_for_topic(config.topic)
-        if not found:
-            raise SinkError(f"topic {config.topic} does not exist: run `commpulse topics` first")
-        partitions = [TopicPartition(config.topic, p) for p in sorted(found)]
-        consumer.assign(partitions)
-        start = stored_offsets(con, config.topic)
-        for tp in partitions:
-            if tp.partition in start:
-                consumer.seek(tp, start[tp.partition])
-            else:
-                consumer.seek_to_beginning(tp)
-        while not stop.is_set():
-            rows, invalid, positions = _poll_batch(consumer, config)
-            if invalid:
-                producer = dead_letter(producer, config, invalid, stop)
-                if producer is None:  # stopped before the DLQ had them: commit nothing
-                    break
-            if rows or invalid:
-                outcome = store_batch(con, config.topic, rows, len(invalid), positions, check=check)
-                progress.received += len(rows) + len(invalid)
-                progress.stored += outcome.stored
-                progress.duplicates += outcome.duplicates
-                progress.invalid += len(invalid)
-                progress.quarantined += outcome.quarantined
-                log.info(
-                    "batch committed read=%s stored=%s invalid=%s quarantined=%s",
-                    len(rows) + len(invalid),
-                    outcome.stored,
-                    len(invalid),
-                    outcome.quarantined,
-                )
-            lag = _lag(consumer, partitions)
-            if lag is not None:
-                progress.lag = lag
-            if rows or invalid:
+    feed = Feed(
+        config.bootstrap_servers,
+        config.topic,
+        stored_offsets(con, config.topic),
+        options=config.client_options,
+        batch_events=config.batch_events,
+        batch_within_s=config.batch_within_s,
+        close_when_caught_up=until_caught_up,
+    )
+    with feed:
+        try:
+            while not stop.is_set():
+                item = feed.next(_WAIT_S)
+                if item is None:
+                    continue
+                if item.lag is not None:
+                    progress.lag = item.lag
+                if isinstance(item, Idle):
+                    if until_caught_up and item.lag == 0:
+                        break
+                    if on_idle:
+                        on_idle(progress)
+                    continue
+                if item.invalid:
+                    producer = dead_letter(producer, config, item.invalid, stop)
+                    if producer is None:  # stopped before the DLQ had them: commit nothing
+                        break
+                _commit(con, config.topic, item, progress, check)
                 if on_batch:
                     on_batch(progress)
-                continue
-            if until_caught_up and lag == 0:
-                break
-            if on_idle:
-                on_idle(progress)
-    finally:
-        consumer.close()
-        if producer is not None:
-            producer.close()
+                if until_caught_up and item.lag == 0:
+                    break
+        finally:
+            if producer is not None:
+                producer.close()
     return SinkResult(
         progress.received,
         progress.stored,
@@ -260,6 +218,29 @@ def run_sink(
         progress.invalid,
         time.monotonic() - progress.started,
         progress.quarantined,
+    )
+
+
+def _commit(
+    con: duckdb.DuckDBPyConnection,
+    topic: str,
+    batch: Batch,
+    progress: SinkProgress,
+    check: BatchCheck | None,
+) -> None:
+    outcome = store_batch(con, topic, batch.rows, len(batch.invalid), batch.positions, check=check)
+    progress.received += batch.records
+    progress.stored += outcome.stored
+    progress.duplicates += outcome.duplicates
+    progress.invalid += len(batch.invalid)
+    progress.quarantined += outcome.quarantined
+    log.info(
+        "batch committed read=%s stored=%s invalid=%s quarantined=%s fast=%s",
+        batch.records,
+        outcome.stored,
+        len(batch.invalid),
+        outcome.quarantined,
+        batch.fast,
     )
 
 
@@ -316,76 +297,10 @@ def dead_letter(
     return None
 
 
-def _lag(consumer: KafkaConsumer, partitions: list[TopicPartition]) -> int | None:
-    """Records not read yet; None when Kafka did not answer in time (a broker restart).
-
-    Bounded, so that the loop comes back to check for Ctrl-C: without a timeout the
-    client may wait for an answer from before a broker restart for minutes.
-    """
-    try:
-        ends = consumer.end_offsets(partitions, timeout_ms=_LAG_TIMEOUT_MS)
-        positions = {tp: consumer.position(tp, timeout_ms=_LAG_TIMEOUT_MS) for tp in partitions}
-    except KafkaTimeoutError as exc:
-        log.warning("sink: end offsets not known yet (%s); asking again", exc)
-        return None
-    if any(position is None for position in positions.values()):
-        return None
-    return int(sum(max(0, ends[tp] - positions[tp]) for tp in partitions))
-
-
-def _poll_batch(
-    consumer: KafkaConsumer, config: SinkConfig
-) -> tuple[list[dict[str, Any]], list[DeadLetter], dict[int, int]]:
-    """Up to ``batch_events`` records (or what came within ``batch_within_s``), decoded."""
-    rows: list[dict[str, Any]] = []
-    invalid: list[DeadLetter] = []
-    positions: dict[int, int] = {}
-    deadline = time.monotonic() + config.batch_within_s
-    while len(rows) + len(invalid) < config.batch_events:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        polled = consumer.poll(
-            timeout_ms=0, max_records=config.batch_events - len(rows) - len(invalid)
-        )
-        if not polled:
-            # kafka-python polls in a loop until its timeout, and a broker that answers
-            # empty fetches at once (the embedded one) keeps it busy: wait here instead
-            time.sleep(min(_IDLE_POLL_S, left))
-            continue
-        for tp, records in polled.items():
-            for record in records:
-                decoded = decode_record(record.value, tp.topic, tp.partition, record.offset)
-                if isinstance(decoded, DeadLetter):
-                    invalid.append(decoded)
-                else:
-                    rows.append(decoded)
-            positions[tp.partition] = records[-1].offset + 1
-    return rows, invalid, positions
-
-
-def decode_record(
-    value: bytes | None, topic: str, partition: int, offset: int
-) -> dict[str, Any] | DeadLetter:
-    try:
-        event = Event.model_validate_json(value or b"")
-    except ValidationError as exc:
-        return DeadLetter.of(
-            value or b"",
-            rejection_from(exc),
-            source=f"sink:{topic}/{partition}@{offset}",
-            received_at=datetime.now(UTC),
-        )
-    row = event.model_dump(mode="json")
-    row["occurred_at"] = event.occurred_at.timestamp()
-    row["topic"], row["partition"], row["offset"] = topic, partition, offset
-    return row
-
-
 def commit_batch(
     con: duckdb.DuckDBPyConnection,
     topic: str,
-    rows: list[dict[str, Any]],
+    rows: pl.DataFrame | list[dict[str, Any]],
     invalid: int,
     positions: dict[int, int],
     *,
@@ -398,25 +313,28 @@ def commit_batch(
 def store_batch(
     con: duckdb.DuckDBPyConnection,
     topic: str,
-    rows: list[dict[str, Any]],
+    rows: pl.DataFrame | list[dict[str, Any]],
     invalid: int,
     positions: dict[int, int],
     *,
     check: BatchCheck | None = None,
 ) -> BatchOutcome:
     """Store a batch (or, if ``check`` refuses it, quarantine it) and its offsets, in one
-    transaction; ``invalid`` counts the records of the batch that were dead-lettered."""
-    batch = pl.DataFrame(rows, schema=_COLUMNS)
+    transaction; ``invalid`` counts the records of the batch that were dead-lettered.
+
+    ``rows`` are decoded events: a frame with the columns of :data:`warehouse.decode.COLUMNS`
+    (what the feed gives), or dicts as :func:`decode_record` makes them."""
+    batch = _frame(rows)
     now = datetime.now(UTC)
     reason = check(batch, now) if check is not None and batch.height else None
     con.execute("BEGIN TRANSACTION")
     try:
         if reason is None:
             stored = _insert(con, batch, now)
-            outcome = BatchOutcome(stored, len(rows) - stored)
+            outcome = BatchOutcome(stored, batch.height - stored)
         else:
             _quarantine(con, batch, now, reason)
-            outcome = BatchOutcome(0, 0, len(rows), reason)
+            outcome = BatchOutcome(0, 0, batch.height, reason)
         con.executemany(
             'INSERT INTO ops.offsets (topic, "partition", next_offset, updated_at) '
             'VALUES (?, ?, ?, ?) ON CONFLICT (topic, "partition") DO UPDATE '
@@ -428,7 +346,7 @@ def store_batch(
             "VALUES (?, ?, ?, ?, ?, ?)",
             [
                 now,
-                len(rows) + invalid,
+                batch.height + invalid,
                 outcome.stored,
                 outcome.duplicates,
                 invalid,
@@ -440,8 +358,17 @@ def store_batch(
         con.execute("ROLLBACK")
         raise
     if reason is not None:
-        log.warning("batch quarantined events=%s reason=%s", len(rows), reason)
+        log.warning("batch quarantined events=%s reason=%s", batch.height, reason)
     return outcome
+
+
+def _frame(rows: pl.DataFrame | list[dict[str, Any]]) -> pl.DataFrame:
+    """The batch as a frame with exactly the columns and dtypes of ``_COLUMNS``."""
+    if not isinstance(rows, pl.DataFrame):
+        return pl.DataFrame(rows, schema=_COLUMNS)
+    if rows.schema != _COLUMNS:
+        raise ValueError(f"a batch frame needs the columns {dict(_COLUMNS)}, got {rows.schema}")
+    return rows
 
 
 def _insert(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, now: datetime) -> int:

@@ -9,13 +9,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from aiokafka import AIOKafkaClient
 from kafka import KafkaProducer
-from kafka.consumer.fetcher import Fetcher
 
 from commpulse.settings import Settings
 from ingest.simulator import SimulationConfig, simulate
@@ -92,18 +93,17 @@ def test_each_event_is_stored_once_and_bad_records_are_dead_lettered(
 def test_an_idle_sink_waits_between_polls_and_stores_what_comes_next(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The embedded broker answers a fetch at once when there is nothing to read, and
-    kafka-python polls again and again until its timeout: an idle sink kept a core busy."""
-    fetches = 0
-    original = Fetcher._create_fetch_requests
+    """The embedded broker answers a fetch at once when there is nothing to read, so a
+    consumer at the end of its partitions fetches again and again: an idle sink kept a
+    core busy. Idle, the sink fetches nothing and looks at the end offsets every 50 ms."""
+    requests: Counter[str] = Counter()
+    original = AIOKafkaClient.send
 
-    def counting(self: Fetcher) -> Any:
-        nonlocal fetches
-        requests = original(self)
-        fetches += len(requests)
-        return requests
+    async def counting(self: AIOKafkaClient, node_id: int, request: Any, **kwargs: Any) -> Any:
+        requests[type(request).__name__] += 1
+        return await original(self, node_id, request, **kwargs)
 
-    monkeypatch.setattr(Fetcher, "_create_fetch_requests", counting)
+    monkeypatch.setattr(AIOKafkaClient, "send", counting)
     config = SinkConfig(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         topic=settings.topics.events,
@@ -129,17 +129,18 @@ def test_an_idle_sink_waits_between_polls_and_stores_what_comes_next(
     thread.start()
     try:
         assert idle.wait(30)
-        before = fetches
+        before = sum(requests.values())
         time.sleep(2.0)
-        during = fetches - before
+        during = sum(requests.values()) - before
         send(settings, events)
         assert loaded.wait(10)
     finally:
         stop.set()
         thread.join(30)
         con.close()
-    # a poll every 50 ms at most, and each sends one fetch request (without the wait: thousands)
-    assert during <= 2.0 / 0.05 + 5, during
+    # a look at the end offsets every 50 ms at most, one request each (without the pause:
+    # thousands of fetches)
+    assert during <= 2.0 / 0.05 + 5, (during, requests)
     assert results[0].received == results[0].stored == len(events)
 
 
