@@ -163,7 +163,7 @@ WITH judged AS (
                                 AND (first_response IS NULL OR h <= first_response))) AS handoff
     FROM {out}_events
 )
-SELECT j.*, p.calendar, p.reopen_business, p.reopen_s,
+SELECT j.* EXCLUDE (responses, handoffs), p.calendar, p.reopen_business, p.reopen_s,
        coalesce(c.business, d.business) AS business, coalesce(c.target_s, d.target_s) AS target_s,
        CASE WHEN NOT bot_first THEN opened
             WHEN handoff IS NOT NULL THEN handoff

@@ -187,69 +187,131 @@ def _families(kpis: tuple[Kpi, ...]) -> list[list[Kpi]]:
     return [list(group) for _, group in groupby(plain, key=lambda k: (k.facts, k.attributed_to))]
 
 
-def _trailing(kpi: Kpi, restrict: str | None) -> str:
-    """Distinct people over the trailing days up to each day a channel has events.
+def _trailing(kpi: Kpi, restrict: str) -> str:
+    """Distinct people over the trailing ``n`` days up to each report day of ``restrict``.
 
     A kind's value counts the people of those of its channels that had an event that
-    day, as the stream's kind window does. Over everything, a person active on a channel
-    on day d counts on days d … d + n − 1: a person's overlapping spans merge first
-    (gaps and islands), then each span is spread over its days, so the rows are those of
-    the answer. For a few report days (``restrict``), each activity in reach is joined to
-    the report days it counts for instead.
+    day, as the stream's kind window does. For a few report days each activity in reach
+    is joined to the report days it counts for; over everything, :func:`_trailing_all`.
     """
     measure = kpi.measure
     assert isinstance(measure, Distinct)
     n = measure.trailing_days
-    if restrict is None:
-        report_filter = ""
-        covered = f"""
-marked AS (
-    SELECT f.channel_id, f.{measure.column} AS who, f.day,
-           coalesce(f.day - lag(f.day) OVER w >= {n}, TRUE) AS starts
-    FROM core.activity f WHERE {_predicate(measure.where)}
-    WINDOW w AS (PARTITION BY f.channel_id, f.{measure.column} ORDER BY f.day)
-), islands AS (
-    SELECT channel_id, who, day,
-           sum(CAST(starts AS INTEGER)) OVER (PARTITION BY channel_id, who ORDER BY day) AS island
-    FROM marked
-), spans AS (
-    SELECT channel_id, who, min(day) AS first, max(day) + {n - 1} AS last
-    FROM islands GROUP BY channel_id, who, island
+    return f"""
+INSERT INTO metrics.kpi_daily
+WITH report AS (
+    SELECT d.channel_id, d.day, c.channel_kind, c.scope
+    FROM core.channel_days d JOIN core.channels c USING (channel_id)
+    WHERE (c.channel_kind, c.scope, d.day) IN (SELECT channel_kind, scope, period FROM {restrict})
 ), covered AS (
-    SELECT channel_id, who, CAST(unnest(generate_series(first, last, INTERVAL 1 DAY)) AS DATE) AS day
-    FROM spans
-)"""
-        join = "LEFT JOIN covered x ON x.channel_id = r.channel_id AND x.day = r.day"
-    else:
-        report_filter = (
-            f"WHERE (c.channel_kind, c.scope, d.day) IN "
-            f"(SELECT channel_kind, scope, period FROM {restrict})"
-        )
-        covered = f"""
-covered AS (
     SELECT f.channel_id, f.{measure.column} AS who, f.day
     FROM core.activity f
     WHERE {_predicate(measure.where)}
       AND f.day >= (SELECT min(period) - {n - 1} FROM {restrict})
       AND f.day <= (SELECT max(period) FROM {restrict})
       AND f.channel_id IN (SELECT channel_id FROM report)
-)"""
-        join = (
-            "LEFT JOIN covered x ON x.channel_id = r.channel_id "
-            f"AND x.day BETWEEN r.day - {n - 1} AND r.day"
-        )
-    return f"""
-INSERT INTO metrics.kpi_daily
-WITH report AS (
-    SELECT d.channel_id, d.day, c.channel_kind, c.scope
-    FROM core.channel_days d JOIN core.channels c USING (channel_id) {report_filter}
-), {covered.strip()}
+)
 SELECT r.day, r.channel_id, r.channel_kind, r.scope, {_literal(kpi.name)},
-       CAST(count(DISTINCT x.who) AS DOUBLE), CAST(count(DISTINCT x.who) AS DOUBLE),
-       {_NULL}
-FROM report r {join}
+       CAST(count(DISTINCT x.who) AS DOUBLE), CAST(count(DISTINCT x.who) AS DOUBLE), {_NULL}
+FROM report r
+LEFT JOIN covered x ON x.channel_id = r.channel_id AND x.day BETWEEN r.day - {n - 1} AND r.day
 GROUP BY GROUPING SETS ((r.day, r.channel_id, r.channel_kind, r.scope),
                         (r.day, r.channel_kind, r.scope))"""
+
+
+def _trailing_all(kpis: list[Kpi]) -> str:
+    """Every day's value of trailing distinct-people KPIs over the same column, at once.
+
+    Joining each activity to the ``n`` report days it counts for would be ``n`` times the
+    activity; intervals instead: a person's activity on a channel becomes the spans of days
+    it counts for (overlapping ones merged, one sort of the activity for every KPI), a
+    channel's value on a day is the number of spans covering it (a running sum of +1 at
+    each start and −1 after each end), and a kind's is the same over each person's spans
+    cut to the days their channel had events and merged across the kind's channels.
+    """
+    measure = kpis[0].measure
+    assert isinstance(measure, Distinct)
+    windows = sorted({kpi.measure.trailing_days for kpi in kpis})  # type: ignore[union-attr]
+    island = "PARTITION BY channel_id, who ORDER BY day"
+    parts = [
+        f"""marked AS (
+    SELECT f.channel_id, f.{measure.column} AS who, f.day,
+           f.day - lag(f.day) OVER (PARTITION BY f.channel_id, f.{measure.column} ORDER BY f.day)
+               AS gap
+    FROM core.activity f WHERE {_predicate(measure.where)}
+), islands AS (
+    SELECT channel_id, who, day,
+           {", ".join(f"sum(CAST(coalesce(gap >= {n}, TRUE) AS INTEGER)) OVER ({island}) AS i{n}" for n in windows)}
+    FROM marked
+), runs AS (  -- each channel's runs of consecutive days with events
+    SELECT channel_id, min(day) AS first, max(day) AS last
+    FROM (SELECT channel_id, day,
+                 day - CAST(row_number() OVER (PARTITION BY channel_id ORDER BY day) AS INTEGER)
+                     AS run
+          FROM core.channel_days)
+    GROUP BY channel_id, run
+), report AS (
+    SELECT d.channel_id, d.day, c.channel_kind, c.scope,
+           c.channel_kind || '/' || c.scope AS kind
+    FROM core.channel_days d JOIN core.channels c USING (channel_id)
+), kinds AS (SELECT DISTINCT day, channel_kind, scope, kind FROM report)"""
+    ]
+    selects = []
+    for kpi in kpis:
+        n = kpi.measure.trailing_days  # type: ignore[union-attr]
+        name = _literal(kpi.name)
+        parts.append(f"""spans{n} AS (
+    SELECT channel_id, who, min(day) AS first, max(day) + {n - 1} AS last
+    FROM islands GROUP BY channel_id, who, i{n}
+), pieces{n} AS (  -- a person's spans on the days their channel had events, per kind
+    SELECT c.channel_kind || '/' || c.scope AS channel_id, s.who,
+           greatest(s.first, r.first) AS first, least(s.last, r.last) AS last
+    FROM spans{n} s JOIN runs r ON r.channel_id = s.channel_id AND r.first <= s.last
+     AND r.last >= s.first
+    JOIN core.channels c ON c.channel_id = s.channel_id
+), {_merged(f"pieces{n}", "channel_id", f"kind_spans{n}")},
+{_sweep(f"spans{n}", "channel_id", f"users{n}")},
+{_sweep(f"kind_spans{n}", "channel_id", f"kind_users{n}")}""")
+        selects.append(f"""
+SELECT r.day, r.channel_id, r.channel_kind, r.scope, {name},
+       CAST(coalesce(u.users, 0) AS DOUBLE), CAST(coalesce(u.users, 0) AS DOUBLE), {_NULL}
+FROM report r ASOF LEFT JOIN users{n} u ON u.channel_id = r.channel_id AND r.day >= u.day
+UNION ALL
+SELECT k.day, NULL, k.channel_kind, k.scope, {name},
+       CAST(coalesce(u.users, 0) AS DOUBLE), CAST(coalesce(u.users, 0) AS DOUBLE), {_NULL}
+FROM kinds k ASOF LEFT JOIN kind_users{n} u ON u.channel_id = k.kind AND k.day >= u.day""")
+    return "INSERT INTO metrics.kpi_daily\nWITH " + ",\n".join(parts) + "\nUNION ALL".join(selects)
+
+
+def _merged(spans: str, group: str, name: str) -> str:
+    """``name``: the spans of each (``group``, person) with the overlapping ones merged."""
+    return f"""{name}_marked AS (
+    SELECT {group}, who, first, last,
+           coalesce(first > max(last) OVER (PARTITION BY {group}, who ORDER BY first, last
+                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                    TRUE) AS starts
+    FROM {spans}
+), {name}_islands AS (
+    SELECT {group}, who, first, last,
+           sum(CAST(starts AS INTEGER)) OVER (PARTITION BY {group}, who ORDER BY first, last
+                                              ROWS UNBOUNDED PRECEDING) AS island
+    FROM {name}_marked
+), {name} AS (
+    SELECT {group}, who, min(first) AS first, max(last) AS last
+    FROM {name}_islands GROUP BY {group}, who, island
+)"""
+
+
+def _sweep(spans: str, group: str, name: str) -> str:
+    """``name``: per ``group``, the number of (disjoint per person) spans covering each day
+    from the day it changes (a running sum of +1 at each start, −1 after each end)."""
+    return f"""{name} AS (
+    SELECT {group}, day, sum(change) OVER (PARTITION BY {group} ORDER BY day) AS users
+    FROM (SELECT {group}, day, sum(change) AS change
+          FROM (SELECT {group}, first AS day, 1 AS change FROM {spans}
+                UNION ALL SELECT {group}, last + 1, -1 FROM {spans})
+          GROUP BY ALL)
+)"""
 
 
 def daily_kpi_sql(
@@ -260,11 +322,12 @@ def daily_kpi_sql(
         _grouped(family, _day(family[0], timezone), restrict, "metrics.kpi_daily")
         for family in _families(kpis)
     ]
-    statements += [
-        _trailing(kpi, restrict)
-        for kpi in kpis
-        if isinstance(kpi.measure, Distinct) and "day" in kpi.granularities
-    ]
+    trailing = [k for k in kpis if isinstance(k.measure, Distinct) and "day" in k.granularities]
+    if restrict is not None:
+        return statements + [_trailing(kpi, restrict) for kpi in trailing]
+    trailing.sort(key=lambda k: (k.measure.column, repr(k.measure.where)))  # type: ignore[union-attr]
+    for _, family in groupby(trailing, key=lambda k: (k.measure.column, repr(k.measure.where))):  # type: ignore[union-attr]
+        statements.append(_trailing_all(list(family)))
     return statements
 
 

@@ -157,8 +157,12 @@ INSERT INTO _cp_trailing SELECT n.channel_id, n.day FROM _cp_days n
 WHERE NOT EXISTS (SELECT 1 FROM core.channel_days d
                   WHERE d.channel_id = n.channel_id AND d.day = n.day)""")
         con.execute("""
-INSERT INTO core.channel_days SELECT * FROM _cp_days
-ON CONFLICT DO UPDATE SET events = events + excluded.events""")
+UPDATE core.channel_days d SET events = d.events + n.events
+FROM _cp_days n WHERE d.channel_id = n.channel_id AND d.day = n.day""")
+        con.execute("""
+INSERT INTO core.channel_days SELECT * FROM _cp_days n
+WHERE NOT EXISTS (SELECT 1 FROM core.channel_days d
+                  WHERE d.channel_id = n.channel_id AND d.day = n.day)""")
         con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _cp_new_activity AS
 SELECT DISTINCT e.channel_id, {_day("e.occurred_at", tz)} AS day, e.actor_id
