@@ -148,8 +148,24 @@ def _grouped(
     facts = FACT_TABLES[kpis[0].facts]
     attribution = facts.day or kpis[0].attributed_to
     columns = []
+    # The quantiles of one column over the same facts are computed together, in one list.
+    shared: dict[tuple[str, str], list[float]] = {}
+    for kpi in kpis:
+        if isinstance(kpi.measure, Quantile):
+            key = (kpi.measure.column, _predicate(kpi.measure.where))
+            shared.setdefault(key, []).append(kpi.measure.q)
+    names = {key: f"q{j}" for j, key in enumerate(shared)}
+    for key, qs in shared.items():
+        column, where = key
+        columns.append(
+            f"quantile_cont(f.{column}, {qs!r}) FILTER (WHERE {where} AND f.{column} IS NOT NULL) "
+            f"AS {names[key]}"
+        )
     for i, kpi in enumerate(kpis):
         value, numerator, denominator = _measure(kpi.measure, facts)
+        if isinstance(kpi.measure, Quantile):
+            key = (kpi.measure.column, _predicate(kpi.measure.where))
+            value = f"{names[key]}[{shared[key].index(kpi.measure.q) + 1}]"
         columns.append(f"{value} AS v{i}, {numerator} AS n{i}, {denominator} AS d{i}")
     where = f"f.{attribution} IS NOT NULL"
     if restrict is not None:

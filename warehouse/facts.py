@@ -123,7 +123,7 @@ class FactBuild:
         con.execute(f"INSERT INTO core.requests SELECT {_REQUEST_COLUMNS} FROM _cp_req")
         self._run(message_fact_sql("_cp_delta", "_cp_msg", rule_params(self.catalog)))
         con.execute(f"INSERT INTO core.messages SELECT {_MESSAGE_COLUMNS} FROM _cp_msg")
-        self._strays()
+        self._strays("_cp_msg")
         self._append_events()
         con.execute(f"""
 INSERT INTO core.activity
@@ -186,12 +186,12 @@ DELETE FROM _cp_new_activity n WHERE EXISTS (
         parenthesised query with ``channel_id``) as touched: their KPIs are computed again."""
         if not self._record:
             return
-        for column in columns:
-            self.con.execute(
-                "INSERT INTO _cp_touched SELECT DISTINCT channel_id, "
-                f"{_day(f'CAST({column} AS TIMESTAMPTZ)', self.timezone)} "
-                f"FROM {relation} x WHERE {column} IS NOT NULL"
-            )
+        days = " UNION ".join(
+            f"SELECT channel_id, {_day(f'CAST({column} AS TIMESTAMPTZ)', self.timezone)} "
+            f"FROM {relation} x WHERE {column} IS NOT NULL"
+            for column in columns
+        )
+        self.con.execute(f"INSERT INTO _cp_touched {days}")
 
     def _channels(self, *, full: bool) -> None:
         """``core.channels``: counts and times from the events, kind, scope and policy from
@@ -383,6 +383,16 @@ WHERE e.occurred_at >= to_timestamp(?) AND epoch(e.occurred_at) >= k.lower
 
     def _requests(self) -> None:
         con = self.con
+        # One look at core.requests for the conversations the delta touches: their rows (to
+        # delete by rowid), opening (the first instant that can count) and attribution days.
+        con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _cp_rold AS
+WITH d AS (
+    SELECT DISTINCT channel_id, conversation_id FROM _cp_delta e
+    WHERE e.conversation_id IS NOT NULL AND {concerns_request_sql("e")}
+)
+SELECT r.rowid AS row, r.channel_id, r.conversation_id, r.opened_at, r.resolved_at
+FROM core.requests r JOIN d USING (channel_id, conversation_id)""")
         con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _cp_rkeys AS
 WITH d AS (
@@ -391,54 +401,61 @@ WITH d AS (
     GROUP BY ALL
 )
 SELECT d.channel_id, d.conversation_id, least(epoch(r.opened_at), d.opening) AS lower
-FROM d LEFT JOIN core.requests r USING (channel_id, conversation_id)
+FROM d LEFT JOIN _cp_rold r USING (channel_id, conversation_id)
 WHERE r.opened_at IS NOT NULL OR d.opening IS NOT NULL""")
-        if not scalar(con, "SELECT count(*) FROM _cp_rkeys"):
-            self._breach_overdue()
-            return
-        self._fetch(
-            "_cp_rkeys", ("channel_id", "conversation_id"), concerns_request_sql("e"), "_cp_rsrc"
-        )
-        self._run(request_fact_sql("_cp_rsrc", "_cp_req", rule_params(self.catalog), self.as_of))
-        self._check_calendar()
-        existing = (
-            "(SELECT channel_id, opened_at, resolved_at FROM core.requests "
-            "WHERE (channel_id, conversation_id) IN (SELECT channel_id, conversation_id FROM _cp_rkeys))"
-        )
-        self._touch(existing, "opened_at", "resolved_at")
-        con.execute(
-            "DELETE FROM core.requests WHERE (channel_id, conversation_id) IN "
-            "(SELECT channel_id, conversation_id FROM _cp_rkeys)"
-        )
-        con.execute(f"INSERT INTO core.requests SELECT {_REQUEST_COLUMNS} FROM _cp_req")
-        self._touch(
-            "(SELECT channel_id, to_timestamp(opened_at) AS opened_at, "
-            "to_timestamp(resolved_at) AS resolved_at FROM _cp_req)",
-            "opened_at",
-            "resolved_at",
-        )
+        if scalar(con, "SELECT count(*) FROM _cp_rkeys"):
+            self._fetch(
+                "_cp_rkeys", ("channel_id", "conversation_id"), concerns_request_sql("e"), "_cp_rsrc"
+            )
+            self._run(
+                request_fact_sql("_cp_rsrc", "_cp_req", rule_params(self.catalog), self.as_of)
+            )
+            self._check_calendar()
+            self._touch("_cp_rold", "opened_at", "resolved_at")
+            con.execute("DELETE FROM core.requests WHERE rowid IN (SELECT row FROM _cp_rold)")
+            con.execute(f"INSERT INTO core.requests SELECT {_REQUEST_COLUMNS} FROM _cp_req")
+            self._touch(
+                "(SELECT channel_id, to_timestamp(opened_at) AS opened_at, "
+                "to_timestamp(resolved_at) AS resolved_at FROM _cp_req)",
+                "opened_at",
+                "resolved_at",
+            )
         self._breach_overdue()
 
     def _breach_overdue(self) -> None:
         """Unanswered requests whose deadline has passed by ``as_of`` are breached."""
-        overdue = (
-            "sla_status = 'pending' AND first_response_at IS NULL AND deadline_at IS NOT NULL "
-            f"AND {self.as_of!r} > epoch(deadline_at)"
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _cp_overdue AS "
+            "SELECT rowid AS row, channel_id, opened_at FROM core.requests "
+            "WHERE sla_status = 'pending' AND first_response_at IS NULL "
+            "AND deadline_at IS NOT NULL AND ? > epoch(deadline_at)",
+            [self.as_of],
         )
-        self._touch(f"(SELECT channel_id, opened_at FROM core.requests WHERE {overdue})", "opened_at")
-        self.con.execute(f"UPDATE core.requests SET sla_status = 'breached' WHERE {overdue}")
+        if scalar(con, "SELECT count(*) FROM _cp_overdue"):
+            self._touch("_cp_overdue", "opened_at")
+            con.execute(
+                "UPDATE core.requests SET sla_status = 'breached' "
+                "WHERE rowid IN (SELECT row FROM _cp_overdue)"
+            )
 
     def _messages(self) -> None:
         con = self.con
         con.execute(f"""
-CREATE OR REPLACE TEMP TABLE _cp_mkeys AS
+CREATE OR REPLACE TEMP TABLE _cp_mold AS
+WITH d AS (SELECT DISTINCT channel_id, message_id FROM _cp_delta e
+           WHERE {message_event_predicate("e")})
+SELECT m.rowid AS row, m.channel_id, m.message_id, m.sent_at
+FROM core.messages m JOIN d USING (channel_id, message_id)""")
+        con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _cp_msent AS
 WITH d AS (
     SELECT channel_id, message_id, min(t) FILTER (WHERE event_type = 'message_sent') AS sent
     FROM _cp_delta e WHERE {message_event_predicate("e")} GROUP BY ALL
 )
 SELECT d.channel_id, d.message_id, least(epoch(m.sent_at), d.sent) AS lower
-FROM d LEFT JOIN core.messages m USING (channel_id, message_id)""")
-        con.execute("CREATE OR REPLACE TEMP TABLE _cp_msent AS SELECT * FROM _cp_mkeys WHERE lower IS NOT NULL")
+FROM d LEFT JOIN _cp_mold m USING (channel_id, message_id)
+WHERE m.sent_at IS NOT NULL OR d.sent IS NOT NULL""")
         if scalar(con, "SELECT count(*) FROM _cp_msent"):
             self._fetch(
                 "_cp_msent", ("channel_id", "message_id"), message_event_predicate("e"), "_cp_msrc"
@@ -448,22 +465,27 @@ INSERT INTO _cp_msrc (event_id, channel_id, message_id, event_type, t, actor_id)
 SELECT s.event_id, s.channel_id, s.message_id, s.event_type, s.t, s.actor_id
 FROM ops.message_strays s JOIN _cp_msent k USING (channel_id, message_id) WHERE s.t < k.lower""")
             self._run(message_fact_sql("_cp_msrc", "_cp_msg", rule_params(self.catalog)))
-            keys = "(channel_id, message_id) IN (SELECT channel_id, message_id FROM _cp_msent)"
-            self._touch(f"(SELECT channel_id, sent_at FROM core.messages WHERE {keys})", "sent_at")
-            con.execute(f"DELETE FROM core.messages WHERE {keys}")
+            self._touch("_cp_mold", "sent_at")
+            con.execute("DELETE FROM core.messages WHERE rowid IN (SELECT row FROM _cp_mold)")
             con.execute(f"INSERT INTO core.messages SELECT {_MESSAGE_COLUMNS} FROM _cp_msg")
             self._touch("(SELECT channel_id, to_timestamp(sent_at) AS sent_at FROM _cp_msg)", "sent_at")
-        self._strays()
+        else:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _cp_msg AS "
+                "SELECT channel_id, message_id, CAST(NULL AS DOUBLE) AS sent_at FROM _cp_msent LIMIT 0"
+            )
+        self._strays("_cp_msg")
 
-    def _strays(self) -> None:
+    def _strays(self, messages: str) -> None:
         """Keep the reads and flags of ``_cp_delta`` that came before their message's send
-        (or before any send): a reader's earliest read may be one of them."""
+        (or before any send): a reader's earliest read may be one of them. ``messages``
+        holds the send of every message the delta has events of (epoch ``sent_at``)."""
         self.con.execute(f"""
 INSERT INTO ops.message_strays
 SELECT e.channel_id, e.message_id, e.event_id, e.event_type, e.t, e.actor_id
-FROM _cp_delta e LEFT JOIN core.messages m USING (channel_id, message_id)
+FROM _cp_delta e LEFT JOIN {messages} m USING (channel_id, message_id)
 WHERE {message_event_predicate("e")} AND e.event_type <> 'message_sent'
-  AND (m.sent_at IS NULL OR e.t < epoch(m.sent_at))""")
+  AND (m.sent_at IS NULL OR e.t < m.sent_at)""")
 
     def _append_events(self) -> None:
         """Meetings and surveys: one row per event."""
