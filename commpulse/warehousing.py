@@ -18,7 +18,7 @@ from commpulse.settings import Settings
 from commpulse.streaming import load_catalog, read_kpis
 from metrics.snapshot import publish_snapshot
 from quality import BatchGate
-from warehouse.build import BuildResult, build
+from warehouse.build import BuildResult, build, check_configuration
 from warehouse.reconcile import ReconcileResult, StreamWindow, reconcile
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkConfig, SinkProgress, SinkResult, run_sink
@@ -70,12 +70,18 @@ def sink(
     on_build: Callable[[BuildResult], None] = lambda _: None,
     stop: threading.Event | None = None,
     path: Path | None = None,
+    full: bool = False,
+    reconfigure: bool = False,
 ) -> SinkRun:
-    """Load the events topic into the warehouse; rebuild core and metrics tables.
+    """Load the events topic into the warehouse; bring core and metrics tables up to it.
 
     With ``until_caught_up`` it stops once no lag is left and builds once at the
-    end; otherwise it runs until ``stop`` (or Ctrl-C) and rebuilds whenever new
-    events were stored and ``build_interval_s`` has passed.
+    end; otherwise it runs until ``stop`` (or Ctrl-C) and builds whenever new
+    events were stored and ``build_interval_s`` has passed. Builds are incremental
+    (warehouse/build.py); ``full`` makes the first one a full rebuild, ``reconfigure``
+    lets it rebuild under a configuration other than the warehouse's. Before anything is
+    loaded, a warehouse built under another configuration is refused
+    (:class:`warehouse.build.ConfigurationChanged`) unless ``reconfigure``.
     """
     path = path or settings.warehouse_path
     catalog = load_catalog(settings)
@@ -83,13 +89,17 @@ def sink(
     interval = settings.warehouse.build_interval_s
     publish = settings.warehouse.publish_after_build and path == settings.warehouse_path
     with connect(settings) as target, _warehouse(path) as con:
+        if not reconfigure:
+            check_configuration(con, catalog, timezone)
         built: BuildResult | None = None
         pending = False
         last_build = time.monotonic()
+        first = {"full": full, "reconfigure": reconfigure}
 
         def rebuild() -> None:
             nonlocal built, pending, last_build
-            built = build(con, catalog, timezone)
+            built = build(con, catalog, timezone, **first)
+            first.update(full=False, reconfigure=False)
             pending, last_build = False, time.monotonic()
             on_build(built)
             if publish:
@@ -123,7 +133,10 @@ def sink(
 
 
 def replay(
-    settings: Settings, *, on_progress: Callable[[SinkProgress], None] = lambda _: None
+    settings: Settings,
+    *,
+    on_progress: Callable[[SinkProgress], None] = lambda _: None,
+    on_build: Callable[[BuildResult], None] = lambda _: None,
 ) -> SinkRun:
     """Rebuild the warehouse from the start of the log in a new file, then swap it in.
 
@@ -136,7 +149,14 @@ def replay(
         leftover.unlink(missing_ok=True)
     with _warehouse(path):  # holds the lock: no sink writes while we rebuild
         try:
-            run = sink(settings, until_caught_up=True, on_progress=on_progress, path=fresh)
+            run = sink(
+                settings,
+                until_caught_up=True,
+                on_progress=on_progress,
+                on_build=on_build,
+                path=fresh,
+                full=True,
+            )
             os.replace(fresh, path)
         except BaseException:
             fresh.unlink(missing_ok=True)

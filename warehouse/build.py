@@ -46,6 +46,7 @@ __all__ = [
     "BuildResult",
     "ConfigurationChanged",
     "build",
+    "check_configuration",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 RULES_VERSION: Final = 2
 
 Mode = Literal["full", "incremental"]
+#: A build is done in full when it brings more events than this, and more than this share
+#: of all the events (measured: beyond that, recomputing everything costs less).
+_FULL_ABOVE: Final = 200_000
+_FULL_SHARE: Final = 0.25
 
 
 class ConfigurationChanged(WarehouseError):
@@ -148,6 +153,24 @@ def _previous(con: duckdb.DuckDBPyConnection) -> _Previous | None:
     return _Previous(through, BuildConfig.from_json(config) if config else None, periods)
 
 
+def check_configuration(
+    con: duckdb.DuckDBPyConnection, catalog: ChannelCatalog, timezone: str
+) -> None:
+    """Raise :class:`ConfigurationChanged` if the warehouse's last build used another
+    configuration (nothing to compare with: fine)."""
+    previous = _previous(con)
+    if previous is None or previous.config is None:
+        return
+    changes = BuildConfig.of(catalog, timezone).changes_from(previous.config)
+    if changes:
+        raise ConfigurationChanged(
+            "the warehouse was built with another configuration: "
+            + "; ".join(changes)
+            + " changed. Give the configuration it was built with, or rebuild it under this "
+            "one with --reconfigure"
+        )
+
+
 def build(
     con: duckdb.DuckDBPyConnection,
     catalog: ChannelCatalog,
@@ -168,14 +191,9 @@ def build(
     config = BuildConfig.of(catalog, timezone)
     previous = _previous(con)
     if previous is not None and previous.config is not None:
-        changes = config.changes_from(previous.config)
-        if changes and not reconfigure:
-            raise ConfigurationChanged(
-                "the warehouse was built with another configuration: "
-                + "; ".join(changes)
-                + " changed. Run again with --reconfigure to rebuild it under the new one"
-            )
-        full = full or bool(changes)
+        if not reconfigure:
+            check_configuration(con, catalog, timezone)
+        full = full or bool(config.changes_from(previous.config))
     if previous is None or previous.loaded_through is None or previous.config is None:
         full = True
     if not in_transaction:
@@ -223,6 +241,15 @@ def _build(
     clock = (now or datetime.now(UTC)).timestamp()
     if not full:
         assert previous is not None and previous.loaded_through is not None
+        new, total = con.execute(  # ops.loads: one row per batch, so this reads no events
+            "SELECT (SELECT coalesce(sum(stored), 0) FROM ops.loads WHERE loaded_at > ?), "
+            "(SELECT count(*) FROM raw.events)",
+            [previous.loaded_through],
+        ).fetchone() or (0, 0)
+        # Both are exact; a full build is the cheaper one for a delta this large.
+        full = new > max(_FULL_ABOVE, _FULL_SHARE * total)
+    if not full:
+        assert previous is not None and previous.loaded_through is not None
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _cp_delta AS SELECT {SRC_COLUMNS} FROM raw.events "
             "WHERE loaded_at > ?",
@@ -257,7 +284,7 @@ def _build(
             facts.full()
     refresh_kpis(con, timezone, full=mode == "full")
     as_of_at = datetime.fromtimestamp(as_of, UTC)
-    refresh_calendar_days(con, catalog, first, as_of)
+    refresh_calendar_days(con, catalog, first, as_of, full=mode == "full")
     refresh_health(con, catalog, as_of_at)
     counts = con.execute(
         "SELECT (SELECT count(*) FROM raw.events), (SELECT count(*) FROM core.requests), "

@@ -63,10 +63,15 @@ def refresh_periods(
 
 
 def refresh_calendar_days(
-    con: duckdb.DuckDBPyConnection, catalog: ChannelCatalog, first_s: float | None, as_of: float
+    con: duckdb.DuckDBPyConnection,
+    catalog: ChannelCatalog,
+    first_s: float | None,
+    as_of: float,
+    *,
+    full: bool,
 ) -> None:
     """``core.calendar``: every day of every calendar from the day before the first event to
-    the day after ``as_of``; rewritten only when that range changed."""
+    the day after ``as_of``; rewritten by a full build, or when that range changed."""
     if first_s is None:
         con.execute("DELETE FROM core.calendar")
         return
@@ -75,7 +80,7 @@ def refresh_calendar_days(
     found = con.execute(
         "SELECT min(day), max(day), count(DISTINCT calendar) FROM core.calendar"
     ).fetchone()
-    if found == (first, last, len(catalog.calendars)):
+    if not full and found == (first, last, len(catalog.calendars)):
         return
     rows = []
     for name, calendar in catalog.calendars.items():

@@ -27,10 +27,14 @@ class _Progress:
         )
 
     def build(self, result: BuildResult) -> None:
+        what = (
+            "rebuilt core and metrics"
+            if result.mode == "full"
+            else f"brought core and metrics up to {number(result.loaded)} new events"
+        )
         err.print(
-            f"built core and metrics: {number(result.requests)} requests, "
-            f"{number(result.messages)} messages, {number(result.kpi_rows)} daily KPI rows "
-            f"in {result.seconds:.1f} s",
+            f"{what}: {number(result.requests)} requests, {number(result.messages)} messages, "
+            f"{number(result.kpi_rows)} daily KPI rows, in {result.seconds:.2f} s",
             markup=False,
         )
 
@@ -59,17 +63,35 @@ def sink_command(
     until_caught_up: Annotated[
         bool, typer.Option("--until-caught-up", help="Exit once no lag is left.")
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Rebuild every core and metrics table, not only what is new."),
+    ] = False,
+    reconfigure: Annotated[
+        bool,
+        typer.Option(
+            "--reconfigure",
+            help="The channel catalog or reporting time zone changed on purpose: rebuild "
+            "everything under the new one.",
+        ),
+    ] = False,
 ) -> None:
     """Load the events topic into the warehouse, exactly once.
 
     Rows and consumed offsets commit together; an event sent twice is stored
-    once. Core and metrics tables are rebuilt after loading.
+    once. Core and metrics tables are then brought up to date: only what the new
+    events touch (--full: everything).
     """
     settings = ctx.ensure_object(State).settings()
     progress = _Progress()
     try:
         run = sink(
-            settings, until_caught_up=until_caught_up, on_progress=progress, on_build=progress.build
+            settings,
+            until_caught_up=until_caught_up,
+            on_progress=progress,
+            on_build=progress.build,
+            full=full,
+            reconfigure=reconfigure,
         )
     finally:
         progress.stop()
@@ -80,11 +102,15 @@ def sink_command(
 
 @app.command(name="replay")
 def replay_command(ctx: typer.Context) -> None:
-    """Rebuild the warehouse from the log and swap it in."""
+    """Rebuild the warehouse from the log, in a new file, and swap it in.
+
+    The new warehouse is built under the current configuration (channel catalog,
+    reporting time zone), whatever the old one was built with.
+    """
     settings = ctx.ensure_object(State).settings()
     progress = _Progress()
     try:
-        run = replay(settings, on_progress=progress)
+        run = replay(settings, on_progress=progress, on_build=progress.build)
     finally:
         progress.stop()
     _summary(run)
