@@ -98,7 +98,9 @@ def sink(
 
         def rebuild() -> None:
             nonlocal built, pending, last_build
-            built = build(con, catalog, timezone, **first)
+            built = build(
+                con, catalog, timezone, full=first["full"], reconfigure=first["reconfigure"]
+            )
             first.update(full=False, reconfigure=False)
             pending, last_build = False, time.monotonic()
             on_build(built)

@@ -185,14 +185,24 @@ class ReportData:
     generated_at: datetime
     as_of: datetime | None  # the warehouse's channel-health time
     rows: tuple[EvalRow, ...]
-    breaches: tuple[Breach, ...]  # every breach of the quarter, worst first
+    breaches: tuple[Breach, ...]  # the worst breaches of the quarter, worst first
+    breach_count: int  # every breach of the quarter
     idle: tuple[IdleChannel, ...]  # idle, not archived, longest silence first
+    #: the window of requests the breaches are of: opened in [start, end), judged at as_of
+    breach_window: tuple[datetime, datetime, datetime]
 
 
 def load_report_data(
-    con: duckdb.DuckDBPyConnection, quarter: Quarter, *, timezone: str, now: datetime
+    con: duckdb.DuckDBPyConnection,
+    quarter: Quarter,
+    *,
+    timezone: str,
+    now: datetime,
+    worst: int = 20,
 ) -> ReportData:
-    """Read everything the report shows for ``quarter``; :class:`ReportError` if it has no rows."""
+    """Read everything the report shows for ``quarter`` (of its breaches, the ``worst``);
+    :class:`ReportError` if it has no rows. Nothing is computed again: this reads the
+    evaluation, the requests and the channel health the warehouse build made."""
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -202,14 +212,20 @@ def load_report_data(
         raise ReportError(f"no evaluation for {quarter}: {_what_exists(con)}")
     as_of = _as_of(con)
     start, end = quarter.bounds(zone)
+    window = (start, end, as_of or now)
+    counted = _fetch(con, f"SELECT count(*) FROM ({BREACH_QUERY})", window)
     return ReportData(
         quarter=quarter,
         timezone=timezone,
         generated_at=now,
         as_of=as_of,
         rows=rows,
-        breaches=_breaches(con, start, end, as_of or now),
+        breaches=tuple(
+            Breach(*row) for row in _fetch(con, f"{BREACH_QUERY} LIMIT {int(worst)}", window)
+        ),
+        breach_count=int(counted[0][0]),
         idle=_idle(con),
+        breach_window=window,
     )
 
 
@@ -255,25 +271,18 @@ def _as_of(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return value.astimezone(UTC) if isinstance(value, datetime) else None
 
 
-def _breaches(
-    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, as_of: datetime
-) -> tuple[Breach, ...]:
-    rows = _fetch(
-        con,
-        """
-        SELECT r.channel_id, c.name, c.channel_kind, r.conversation_id, r.request_type,
-               r.category, r.opened_at, r.deadline_at, r.sla_target_s, r.first_response_at,
-               r.first_response_s,
-               coalesce(epoch(coalesce(r.first_response_at, ?::TIMESTAMPTZ)) - epoch(r.deadline_at),
-                        r.first_response_s - r.sla_target_s) AS late_by_s
-        FROM core.requests r
-        LEFT JOIN core.channels c ON c.channel_id = r.channel_id
-        WHERE r.sla_status = 'breached' AND r.opened_at >= ? AND r.opened_at < ?
-        ORDER BY late_by_s DESC NULLS LAST, r.opened_at, r.channel_id, r.conversation_id
-        """,
-        [as_of, start, end],
-    )
-    return tuple(Breach(*row) for row in rows)
+#: Every breached request opened in [start, end), worst first; its last parameter is the
+#: time an unanswered request is judged at.
+BREACH_QUERY: Final = """
+SELECT r.channel_id, c.name, c.channel_kind, r.conversation_id, r.request_type,
+       r.category, r.opened_at, r.deadline_at, r.sla_target_s, r.first_response_at,
+       r.first_response_s,
+       coalesce(epoch(coalesce(r.first_response_at, $3::TIMESTAMPTZ)) - epoch(r.deadline_at),
+                r.first_response_s - r.sla_target_s) AS late_by_s
+FROM core.requests r
+LEFT JOIN core.channels c ON c.channel_id = r.channel_id
+WHERE r.sla_status = 'breached' AND r.opened_at >= $1 AND r.opened_at < $2
+ORDER BY late_by_s DESC NULLS LAST, r.opened_at, r.channel_id, r.conversation_id"""
 
 
 def _idle(con: duckdb.DuckDBPyConnection) -> tuple[IdleChannel, ...]:

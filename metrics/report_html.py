@@ -94,7 +94,7 @@ def _summary(data: ReportData, summaries: Sequence[ChannelSummary], groups: Grou
         ("Targets met", _pct(met, judged), f"{met:,} of {judged:,} channel targets"),
         ("Idle channels", f"{len(data.idle):,}", "silent longer than their threshold"),
         ("Low efficiency", f"{len(weak):,}", "grade D or most targets missed"),
-        ("SLA breaches", f"{len(data.breaches):,}", "of requests opened this quarter"),
+        ("SLA breaches", f"{data.breach_count:,}", "of requests opened this quarter"),
     ]
     html = ['<section class="summary"><div class="cards">']
     for title, number, note in cards:
@@ -269,7 +269,7 @@ def _breaches(data: ReportData, zone: ZoneInfo) -> str:
         html.append('<p class="ok">No request opened this quarter breached its SLA.</p></section>')
         return "".join(html)
     html.append(
-        f'<p class="note">{plural(len(data.breaches), "request")} opened in {data.quarter} '
+        f'<p class="note">{plural(data.breach_count, "request")} opened in {data.quarter} '
         "breached the first-response target. Ranked by how long after the deadline the first "
         "response came (unanswered: until the warehouse's as-of time). All of them are in "
         f"breaches-{data.quarter}.csv.</p>"

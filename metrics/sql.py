@@ -359,9 +359,7 @@ def quarterly_kpi_sql(
             f"AND (channel_kind, scope, {quarter_of('day')}) IN "
             f"(SELECT channel_kind, scope, period FROM {restrict})"
         )
-    additive = [
-        kpi for kpi in kpis if isinstance(kpi.measure, Count | Sum | Ratio | Mean)
-    ]
+    additive = [kpi for kpi in kpis if isinstance(kpi.measure, Count | Sum | Ratio | Mean)]
     counts = [kpi.name for kpi in additive if isinstance(kpi.measure, Count | Sum)]
     statements = []
     if additive:

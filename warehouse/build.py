@@ -149,7 +149,9 @@ def _previous(con: duckdb.DuckDBPyConnection) -> _Previous | None:
     if row is None:
         return None
     through, config, first, last = row
-    periods = PeriodRange(first, last) if isinstance(first, date) and isinstance(last, date) else None
+    periods = (
+        PeriodRange(first, last) if isinstance(first, date) and isinstance(last, date) else None
+    )
     return _Previous(through, BuildConfig.from_json(config) if config else None, periods)
 
 
@@ -302,4 +304,3 @@ def _build(
     return BuildResult(
         int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]), as_of_at, 0.0, mode, loaded
     )
-

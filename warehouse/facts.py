@@ -49,7 +49,7 @@ from metrics.rules_sql import (
 )
 from warehouse.schema import WarehouseError, scalar
 
-__all__ = ["FactBuild", "NeedsFullBuild", "SRC_COLUMNS", "rule_params"]
+__all__ = ["SRC_COLUMNS", "FactBuild", "NeedsFullBuild", "rule_params"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ _MESSAGE_COLUMNS: Final = (
 _RECENT_S: Final = 2 * 86_400.0
 
 
-class NeedsFullBuild(Exception):  # noqa: N818 (a signal, not an error)
+class NeedsFullBuild(Exception):
     """An increment cannot be merged (a channel's kind or scope changed): build in full."""
 
 
@@ -115,7 +115,9 @@ class FactBuild:
         for table in ("requests", "messages", "meetings", "surveys", "activity", "channel_days"):
             con.execute(f"DELETE FROM core.{table}")
         con.execute("DELETE FROM ops.message_strays")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _cp_delta AS SELECT {SRC_COLUMNS} FROM raw.events")
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW _cp_delta AS SELECT {SRC_COLUMNS} FROM raw.events"
+        )
         self._channels(full=True)
         self._policies()
         self._run(request_fact_sql("_cp_delta", "_cp_req", rule_params(self.catalog), self.as_of))
@@ -173,7 +175,9 @@ DELETE FROM _cp_new_activity n WHERE EXISTS (
     WHERE a.day >= (SELECT min(day) FROM _cp_new_activity)
       AND a.channel_id = n.channel_id AND a.day = n.day AND a.actor_id = n.actor_id)""")
         con.execute("INSERT INTO core.activity SELECT * FROM _cp_new_activity")
-        con.execute("INSERT INTO _cp_trailing SELECT DISTINCT channel_id, day FROM _cp_new_activity")
+        con.execute(
+            "INSERT INTO _cp_trailing SELECT DISTINCT channel_id, day FROM _cp_new_activity"
+        )
 
     # -- steps --------------------------------------------------------------------------
 
@@ -270,7 +274,9 @@ FROM _cp_chan d WHERE c.channel_id = d.channel_id""")
                     "scope": scope,
                     "name": name,
                     "calendar": calendar,
-                    "idle_threshold_s": self.catalog.policy(channel_id, kind).idle_business_seconds(),
+                    "idle_threshold_s": self.catalog.policy(
+                        channel_id, kind
+                    ).idle_business_seconds(),
                 }
             )
         frame = pl.DataFrame(
@@ -405,7 +411,10 @@ FROM d LEFT JOIN _cp_rold r USING (channel_id, conversation_id)
 WHERE r.opened_at IS NOT NULL OR d.opening IS NOT NULL""")
         if scalar(con, "SELECT count(*) FROM _cp_rkeys"):
             self._fetch(
-                "_cp_rkeys", ("channel_id", "conversation_id"), concerns_request_sql("e"), "_cp_rsrc"
+                "_cp_rkeys",
+                ("channel_id", "conversation_id"),
+                concerns_request_sql("e"),
+                "_cp_rsrc",
             )
             self._run(
                 request_fact_sql("_cp_rsrc", "_cp_req", rule_params(self.catalog), self.as_of)
@@ -468,7 +477,9 @@ FROM ops.message_strays s JOIN _cp_msent k USING (channel_id, message_id) WHERE 
             self._touch("_cp_mold", "sent_at")
             con.execute("DELETE FROM core.messages WHERE rowid IN (SELECT row FROM _cp_mold)")
             con.execute(f"INSERT INTO core.messages SELECT {_MESSAGE_COLUMNS} FROM _cp_msg")
-            self._touch("(SELECT channel_id, to_timestamp(sent_at) AS sent_at FROM _cp_msg)", "sent_at")
+            self._touch(
+                "(SELECT channel_id, to_timestamp(sent_at) AS sent_at FROM _cp_msg)", "sent_at"
+            )
         else:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _cp_msg AS "

@@ -102,7 +102,7 @@ def sink_command(
 
 @app.command(name="replay")
 def replay_command(ctx: typer.Context) -> None:
-    """Rebuild the warehouse from the log, in a new file, and swap it in.
+    """Rebuild the warehouse from the log and swap it in.
 
     The new warehouse is built under the current configuration (channel catalog,
     reporting time zone), whatever the old one was built with.

@@ -79,7 +79,7 @@ def conversation(draw: st.DrawFn, channel: str, number: int) -> list[dict[str, A
         # bot reply, hand-off and reply gaps; each may fall after the one-day horizon
         gaps = [draw(st.sampled_from([30, 3_600, 26 * 3600])), draw(st.integers(1, 3 * 3600)),
                 draw(st.sampled_from([600, 5_400, 30 * 3600]))]  # fmt: skip
-        story = [
+        story: list[tuple[str, str, int, dict[str, Any]]] = [
             (opening, "c1", 0, {}),
             ("ticket_replied", "bot", gaps[0], {}),
             ("ticket_handed_off", "a1", gaps[0] + gaps[1], {}),
@@ -91,7 +91,9 @@ def conversation(draw: st.DrawFn, channel: str, number: int) -> list[dict[str, A
         if draw(st.booleans()):
             story.append(("ticket_resolved", "a1", answered + 120, {}))
             if draw(st.booleans()):
-                story.append(("ticket_reopened", "c1", answered + draw(st.integers(180, 86_400)), {}))
+                story.append(
+                    ("ticket_reopened", "c1", answered + draw(st.integers(180, 86_400)), {})
+                )
         if draw(st.booleans()):
             del story[2]  # no hand-off: the bot's answer stands unless a person answers in time
         for event_type, actor, at, _ in story:
@@ -149,7 +151,9 @@ def message(draw: st.DrawFn, channel: str, number: int) -> list[dict[str, Any]]:
 @st.composite
 def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     events = []
-    for channel in draw(st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=3, unique=True)):
+    for channel in draw(
+        st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=3, unique=True)
+    ):
         for number in range(draw(st.integers(1, 3))):
             events += draw(conversation(channel, number))
         for number in range(draw(st.integers(0, 2))):
@@ -327,7 +331,9 @@ def test_the_stream_rules_in_any_order_and_the_warehouse_sql_give_the_same_facts
 ) -> None:
     expected_requests, expected_messages = sql_facts(warehouse, events, catalog)
     for name, condition in COVERAGE.items():
-        found = warehouse.execute(f"SELECT count(*) FROM core.requests WHERE {condition}").fetchone()
+        found = warehouse.execute(
+            f"SELECT count(*) FROM core.requests WHERE {condition}"
+        ).fetchone()
         reached[name] += found[0] if found else 0
     reached["read message"] += sum(1 for row in expected_messages.values() if row[3])
     for attempt in range(3):

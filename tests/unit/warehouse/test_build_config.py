@@ -91,13 +91,17 @@ def test_a_reformatted_catalog_is_the_same_configuration(
 ) -> None:
     build(con, catalog_from(tmp_path, CALENDAR), now=NOW)
     reformatted = tmp_path / "channels.toml"
-    reformatted.write_text("# the same calendar, laid out differently\n" + CALENDAR.replace(" = ", "="))
+    reformatted.write_text(
+        "# the same calendar, laid out differently\n" + CALENDAR.replace(" = ", "=")
+    )
     assert build(con, ChannelCatalog.load(reformatted), now=NOW).mode == "incremental"
 
 
 def test_another_reporting_time_zone_is_refused(con: duckdb.DuckDBPyConnection) -> None:
     build(con, ChannelCatalog(), "UTC", now=NOW)
-    with pytest.raises(ConfigurationChanged, match=r"the reporting time zone \(UTC -> Asia/Shanghai\)"):
+    with pytest.raises(
+        ConfigurationChanged, match=r"the reporting time zone \(UTC -> Asia/Shanghai\)"
+    ):
         build(con, ChannelCatalog(), "Asia/Shanghai", now=NOW)
     assert build(con, ChannelCatalog(), "Asia/Shanghai", now=NOW, reconfigure=True).mode == "full"
 
