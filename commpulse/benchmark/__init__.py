@@ -22,8 +22,8 @@ import orjson
 
 from commpulse.benchmark.clients import consume_aiokafka, consume_kafka_python, produce_raw
 from commpulse.benchmark.latency import probe_latency
-from commpulse.benchmark.quarterly import time_quarterly
 from commpulse.benchmark.soak import soak_stream
+from commpulse.benchmark.warehouse import bench_warehouse
 from commpulse.children import Child
 from commpulse.kafka import KafkaTarget, connect, make_producer
 from commpulse.settings import KafkaSettings, Settings, child_environment
@@ -47,7 +47,7 @@ def run_bench(
     settings: Settings,
     *,
     events: int,
-    quarterly_sizes: tuple[int, ...] = (1_000_000, 10_000_000),
+    history_sizes: tuple[int, ...] = (1_000_000, 3_000_000, 10_000_000),
     soak_minutes: float = 0.0,
     keep: bool = False,
     on_stage: Callable[[str], None] = print,
@@ -68,7 +68,7 @@ def run_bench(
                 prefix,
                 work,
                 events=events,
-                quarterly_sizes=quarterly_sizes,
+                history_sizes=history_sizes,
                 soak_minutes=soak_minutes,
                 on_stage=on_stage,
             )
@@ -112,7 +112,7 @@ def _measure(
     work: Path,
     *,
     events: int,
-    quarterly_sizes: tuple[int, ...],
+    history_sizes: tuple[int, ...],
     soak_minutes: float,
     on_stage: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -224,11 +224,15 @@ def _measure(
             rss for _, rss in result["soak"]["rss_mib"]
         )
 
-    for size in quarterly_sizes:
-        on_stage(f"quarterly evaluation at {size:,} events (warehouse filled by SQL)")
-        filled, evaluated = time_quarterly(size, work)
-        seconds[f"quarterly_fill_{size}"] = round(filled, 2)
-        seconds[f"quarterly_eval_{size}"] = round(evaluated, 3)
+    if history_sizes:
+        result["warehouse"] = bench_warehouse(
+            history_sizes,
+            work,
+            lambda path: child_environment(
+                here, data_dir=str(work / "report-data"), warehouse__path=str(path)
+            ),
+            on_stage=on_stage,
+        )
 
     base = rates["raw_consume_aiokafka"]
     result["ratios"] = {
@@ -236,13 +240,14 @@ def _measure(
         "sink_vs_consume": rates["sink"] / base,
         "ingest_vs_produce": rates["ingest"] / rates["raw_produce"],
     }
-    result["quarterly_eval_1m_s"] = seconds.get("quarterly_eval_1000000")
-    result["quarterly_eval_10m_s"] = seconds.get("quarterly_eval_10000000")
     result["targets"] = {
         "stream_vs_consume": 0.25,
         "sink_vs_consume": 0.5,
         "ingest_vs_produce": 0.7,
-        "quarterly_eval_10m_s": 1.0,
+        "warehouse_load_10m_s": 1.0,
+        "warehouse_report_10m_s": 2.0,
+        "warehouse_full_rebuild_10m_s": 60.0,
+        "warehouse_full_rebuild_rss_mib": 4096.0,
         "soak_growth_after_half": 0.1,
     }
     return result

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from commpulse.benchmark import run_bench
 from commpulse.cli.console import err, number, out
-from commpulse.cli.root import State, app
+from commpulse.cli.root import EXIT_USAGE, State, app, fail
 
 
 @app.command()
@@ -21,13 +21,13 @@ def bench(
         int, typer.Option("--events", "-n", min=1000, help="Events through every stage.")
     ] = 200_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
-    quarterly: Annotated[
+    history: Annotated[
         str,
         typer.Option(
-            help="Warehouse sizes (events) for the quarterly evaluation, comma-separated; "
-            "'' skips it."
+            help="Warehouse history sizes (events), comma-separated: at each, a full rebuild, "
+            "10,000-event loads and the report; '' skips it."
         ),
-    ] = "1000000,10000000",
+    ] = "1000000,3000000,10000000",
     soak: Annotated[
         float,
         typer.Option(
@@ -52,11 +52,14 @@ def bench(
     ratio to its baseline. See docs/performance.md.
     """
     settings = ctx.ensure_object(State).settings()
-    sizes = tuple(int(s) for s in quarterly.split(",") if s.strip())
+    try:
+        sizes = tuple(int(s) for s in history.split(",") if s.strip())
+    except ValueError:
+        fail(f"--history takes event counts separated by commas, not {history!r}", code=EXIT_USAGE)
     result = run_bench(
         settings,
         events=events,
-        quarterly_sizes=sizes,
+        history_sizes=sizes,
         soak_minutes=soak,
         keep=keep,
         on_stage=lambda text: err.print(f"[bold]›[/] {text}"),
@@ -99,6 +102,8 @@ def _show(result: dict[str, Any]) -> None:
     )
     for key, value in sorted(result["seconds"].items()):
         out.print(f"{key}: {value} s", markup=False)
+    if result.get("warehouse"):
+        _show_warehouse(result["warehouse"], result["targets"])
     for key, value in result["rss_peak_mib"].items():
         out.print(f"peak RSS {key}: {value} MiB", markup=False)
     if "soak" in result:
@@ -111,6 +116,30 @@ def _show(result: dict[str, Any]) -> None:
             f"({soak['growth_after_half']:+.1%}, flat: {'✓' if flat else '✗'})",
             markup=False,
         )
+
+
+def _show_warehouse(figures: dict[str, Any], targets: dict[str, float]) -> None:
+    table = Table(
+        "history (events)", "full rebuild", "peak RSS", "10k-event load (median)", "report",
+        box=None, pad_edge=False,
+    )  # fmt: skip
+    for size, f in figures["sizes"].items():
+        table.add_row(
+            number(int(size)),
+            f"{f['full_rebuild_s']:.1f} s",
+            f"{f['full_rebuild_rss_mib']:,.0f} MiB",
+            f"{f['load_median_s']:.3f} s  ({', '.join(f'{s:.3f}' for s in f['load_s'])})",
+            f"{f['report_s']:.2f} s",
+        )
+    out.print(table)
+    out.print(
+        f"a load at the largest history costs {figures['load_growth']:.2f} times the load at "
+        f"the smallest; targets at 10M: load < {targets['warehouse_load_10m_s']:g} s, report "
+        f"< {targets['warehouse_report_10m_s']:g} s, full rebuild "
+        f"< {targets['warehouse_full_rebuild_10m_s']:g} s in < "
+        f"{targets['warehouse_full_rebuild_rss_mib'] / 1024:g} GiB",
+        markup=False,
+    )
 
 
 def _s(value: float | None) -> str:

@@ -18,7 +18,7 @@ def test_a_quick_bench_writes_complete_json(
 ) -> None:
     out = tmp_path / "bench.json"
     result = run_cli(
-        "bench", "--events", "5000", "--quarterly", "20000", "--soak", "0.2", "--json", str(out),
+        "bench", "--events", "5000", "--history", "20000,40000", "--soak", "0.2", "--json", str(out),
         env=cli_env | {"COMMPULSE_STREAM__TICK_INTERVAL_S": "1"},  # latency waits a tick + 2 s
         timeout=600,
     )  # fmt: skip
@@ -40,8 +40,17 @@ def test_a_quick_bench_writes_complete_json(
     )
     assert figures["latency_s"]["seen"] == figures["latency_s"]["probes"] == 200
     assert 0 < figures["latency_s"]["p50"] <= figures["latency_s"]["p99"]
-    assert figures["seconds"]["quarterly_eval_20000"] > 0
-    assert "quarterly_eval_10m_s" in figures  # null: this run did not fill 10M events
+    warehouse = figures["warehouse"]
+    assert set(warehouse["sizes"]) == {"20000", "40000"}
+    for size in warehouse["sizes"].values():
+        assert size["full_rebuild_s"] > 0 and size["full_rebuild_rss_mib"] > 0
+        assert len(size["load_s"]) == 3 and size["load_events"] == 10_000
+        assert size["report_s"] > 0
+    assert warehouse["load_growth"] == round(
+        warehouse["sizes"]["40000"]["load_median_s"] / warehouse["sizes"]["20000"]["load_median_s"],
+        2,
+    )
+    assert "10k-event load (median)" in result.stdout
     assert figures["rss_peak_mib"]["stream_worker"] > 0
     soak = figures["soak"]  # 12 s at 500 events/s over 2 days of event time
     assert (soak["events_sent"], soak["event_days"]) == (6000, 2)
