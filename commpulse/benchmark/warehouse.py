@@ -82,7 +82,7 @@ def bench_warehouse(
         path = work / f"warehouse-{size}.duckdb"
         _fill(path, history, size)
         rebuild_s, rss_mib = _in_child(_full_rebuild, path)
-        seconds = [_load(path, history, size + i * load, load, i + 1) for i in range(loads)]
+        seconds = _loads(path, history, size, load, loads)
         figures[str(size)] = {
             "full_rebuild_s": round(rebuild_s, 2),
             "full_rebuild_rss_mib": round(rss_mib, 1),
@@ -195,29 +195,34 @@ def _in_child(target: Callable[[Path], tuple[float, float]], path: Path) -> tupl
     return result
 
 
-def _load(path: Path, history: Path, after: int, count: int, number: int) -> float:
-    """One load, as a live sink makes it: store ``count`` events and build, in one transaction."""
+def _loads(path: Path, history: Path, size: int, count: int, loads: int) -> list[float]:
+    """``loads`` loads, as a live sink makes them (its connection open): each stores ``count``
+    events and builds, in one transaction; the seconds of each."""
     from metrics.channels import ChannelCatalog
     from warehouse.build import build
     from warehouse.schema import open_warehouse
 
     con = open_warehouse(path)
-    loaded = _LOADED + timedelta(seconds=number)
+    catalog = ChannelCatalog()
+    seconds = []
     try:
-        started = time.perf_counter()
-        con.execute("BEGIN TRANSACTION")
-        con.execute(
-            f"INSERT INTO raw.events SELECT {_RAW}, ? FROM read_parquet(?) WHERE n > ? AND n <= ?",
-            [loaded, str(history), after, after + count],
-        )
-        con.execute("INSERT INTO ops.loads VALUES (?, ?, ?, 0, 0, 0)", [loaded, count, count])
-        build(
-            con, ChannelCatalog(), "UTC", now=_LOADED + timedelta(hours=number), in_transaction=True
-        )
-        con.execute("COMMIT")
-        return time.perf_counter() - started
+        for number in range(1, loads + 1):
+            loaded = _LOADED + timedelta(seconds=number)
+            after = size + (number - 1) * count
+            started = time.perf_counter()
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                f"INSERT INTO raw.events SELECT {_RAW}, ? FROM read_parquet(?) "
+                "WHERE n > ? AND n <= ?",
+                [loaded, str(history), after, after + count],
+            )
+            con.execute("INSERT INTO ops.loads VALUES (?, ?, ?, 0, 0, 0)", [loaded, count, count])
+            build(con, catalog, "UTC", now=_LOADED + timedelta(hours=number), in_transaction=True)
+            con.execute("COMMIT")
+            seconds.append(time.perf_counter() - started)
     finally:
         con.close()
+    return seconds
 
 
 def _report(work: Path, env: dict[str, str]) -> float:
