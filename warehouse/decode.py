@@ -11,11 +11,14 @@ fast path never rejects anything.
 The fast path first proves that each record is exactly the JSON object it parses to, with
 the JSON types the model's fields take, in one of two ways:
 
-1. For the whole batch at once (polars, no Python per record): the values joined as
-   NDJSON and parsed with the fields' types, then each row written back as compact JSON
-   in model order without nulls, as ingest writes events; a record that is byte for byte
-   that text is proven. A batch polars cannot parse (one malformed record, a wrong JSON
-   type) is proven record by record instead, and so is a record that is not in that form.
+1. For the whole batch at once (polars, no Python per record): each value matched against
+   one regular expression of the compact JSON ingest writes (the model's fields in model
+   order, each at most once, no whitespace, strings without escapes or control
+   characters, integers and numbers in JSON's own syntax, ``schema_version`` 1), and the
+   values joined as NDJSON and parsed with the fields' types. For a record of that form
+   the parse cannot be anything but the text's (no escape to read, no key twice). A batch
+   polars cannot parse (one malformed record, a wrong JSON type) is proven record by
+   record instead, and so is a record not in that form (another key order, escapes).
 2. Record by record (orjson): ``orjson.dumps(orjson.loads(value)) == value``, so the value is
    compact canonical JSON (no repeated key, no whitespace, no escape or number form two
    parsers could read differently); then its keys and the Python types of their values,
@@ -147,8 +150,10 @@ class BatchDecoder:
             candidates, slow = self._candidates(self._rules, values)
             judged = self._rules.judge(candidates)
             valid = judged["_valid"]
-            slow = sorted([*slow, *judged["_index"].filter(~valid).to_list()])
-            accepted = judged.filter(valid)
+            accepted = judged
+            if not valid.all():
+                slow = sorted([*slow, *judged["_index"].filter(~valid).to_list()])
+                accepted = judged.filter(valid)
             rows = accepted.with_columns(
                 pl.lit(topic, pl.String).alias("topic"),
                 pl.Series("partition", partitions, pl.Int32).gather(accepted["_index"]),
@@ -165,7 +170,9 @@ class BatchDecoder:
                 decoded.append(outcome | {"_index": index})
         if decoded:
             rows = pl.concat([rows, pl.DataFrame(decoded, schema=_ROWS)])
-        return DecodedBatch(rows.sort("_index").drop("_index"), invalid, fast)
+        if not rows["_index"].is_sorted():
+            rows = rows.sort("_index")
+        return DecodedBatch(rows.drop("_index"), invalid, fast)
 
     def _candidates(
         self, rules: EventRules, values: Sequence[bytes | None]
@@ -176,18 +183,26 @@ class BatchDecoder:
         rest: Sequence[int] = range(len(values))
         whole = _parsed_whole(rules, values)
         if whole is not None:
-            matches = rules.canonical(whole) == pl.Series(values, dtype=pl.Binary).cast(
-                pl.String, strict=False
+            proven = rules.compact(pl.Series(values, dtype=pl.Binary))
+            indexed = whole.with_columns(
+                pl.int_range(pl.len(), dtype=pl.Int64).alias("_index"),
+                *(pl.col(name).cast(pl.Float64) for name in rules.integers),
             )
-            indexed = whole.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_index"))
-            frames.append(indexed.filter(matches).cast(rules.parse_schema))  # type: ignore[arg-type]
-            rest = indexed["_index"].filter(~matches.fill_null(False)).to_list()
+            if proven.all():
+                frames.append(indexed)
+                rest = []
+            else:
+                frames.append(indexed.filter(proven))
+                rest = indexed["_index"].filter(~proven).to_list()
         indices, docs, slow = self._one_by_one(rules, values, rest)
-        frames.append(
-            pl.DataFrame(docs, schema=rules.parse_schema).with_columns(
-                pl.Series("_index", indices, pl.Int64)
+        if docs:
+            frames.append(
+                pl.DataFrame(docs, schema=rules.parse_schema).with_columns(
+                    pl.Series("_index", indices, pl.Int64)
+                )
             )
-        )
+        if not frames:
+            return pl.DataFrame(schema={**rules.parse_schema, "_index": pl.Int64}), slow
         return pl.concat(frames), slow
 
     def _one_by_one(

@@ -23,6 +23,7 @@ Why they agree with pydantic:
 from __future__ import annotations
 
 import logging
+import re
 import types
 import uuid
 from collections.abc import Mapping
@@ -31,7 +32,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 import annotated_types
-import orjson
 import polars as pl
 from pydantic import AwareDatetime
 
@@ -107,10 +107,12 @@ class EventRules:
             name: pl.Int64 if rule.kind in ("version", "int") else schema
             for (name, rule), schema in zip(self.rules.items(), self.parse_schema.values())
         }
+        #: fields read as integers in :attr:`json_schema` (floats in :attr:`parse_schema`)
+        self.integers = [n for n, rule in self.rules.items() if rule.kind in ("version", "int")]
         self._datetimes = [name for name, rule in self.rules.items() if rule.kind == "datetime"]
         self._valid = _valid_expression(self.rules).fill_null(False).alias("_valid")
         self._output = _output_columns(self.rules, dtypes)
-        self._canonical = _canonical_json(self.rules)
+        self._compact = _compact_json(self.rules)
 
     def judge(self, candidates: pl.DataFrame) -> pl.DataFrame:
         """``_valid`` (whether the model accepts each row) and the fields as ``dtypes`` has
@@ -124,11 +126,12 @@ class EventRules:
         others = [name for name in candidates.columns if name not in self.rules]
         return frame.select(self._valid, *self._output, *others)
 
-    def canonical(self, candidates: pl.DataFrame) -> pl.Series:
-        """Each row as compact JSON, fields in model order, no nulls, strings unescaped (a
-        string that needs an escape never equals its record), numbers as polars writes them
-        (as pydantic and orjson do). Candidates in :attr:`json_schema`."""
-        return candidates.select(self._canonical.alias("canonical"))["canonical"]
+    def compact(self, values: pl.Series) -> pl.Series:
+        """Whether each value (bytes) is compact JSON as ingest writes it: the fields in
+        model order, each at most once, no whitespace, strings without escapes or control
+        characters, integers and numbers in JSON's syntax, ``schema_version`` 1 if there. A
+        JSON parser can read such a text one way only."""
+        return values.cast(pl.String, strict=False).str.contains(self._compact).fill_null(False)
 
 
 def model_rules() -> dict[str, FieldRule] | None:
@@ -150,6 +153,9 @@ def model_rules() -> dict[str, FieldRule] | None:
         return None
     rules: dict[str, FieldRule] = {}
     for name, field in Event.model_fields.items():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):  # written into regular expressions
+            log.warning("the fast decoder does not know the field name %r", name)
+            return None
         rule = field_rule(field.annotation, list(field.metadata), required=field.is_required())
         renamed = field.alias or field.validation_alias or field.serialization_alias
         # an absent optional field is null in a row (schema_version: 1)
@@ -253,11 +259,21 @@ def _field_check(column: pl.Expr, rule: FieldRule) -> pl.Expr:
 
 def _instants(texts: pl.Series) -> pl.DataFrame:
     """Per text: ``ok``, whether it is a valid time of the accepted form (:data:`_TIME`),
-    and ``seconds``, its instant in epoch seconds exactly as ``datetime.timestamp()`` has it."""
-    groups = texts.str.extract_groups(_TIME).struct.unnest()
-    names = ("year", "month", "day", "hour", "minute", "second")
-    year, month, day, hour, minute, second = (pl.col(name) for name in names)
-    zone, zone_hours, zone_minutes = pl.col("zone"), pl.col("zone_hours"), pl.col("zone_minutes")
+    and ``seconds``, its instant in epoch seconds exactly as ``datetime.timestamp()`` has it.
+
+    Where the text has that form its parts sit at fixed places (the zone at the end); the
+    parts read elsewhere mean nothing, and ``ok`` is false there.
+    """
+    text = pl.col("text")
+    size = text.str.len_bytes()
+    utc = text.str.ends_with("Z")
+    zone_size = pl.when(utc).then(1).otherwise(6)
+
+    def number(start: int | pl.Expr, length: int | pl.Expr) -> pl.Expr:
+        return text.str.slice(start, length).cast(pl.Int64, strict=False)
+
+    names = ("year", "month", "day", "hour", "minute", "second", "zone_hours", "zone_minutes")
+    year, month, day, hour, minute, second, zone_hours, zone_minutes = map(pl.col, names)
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_days = (
         pl.when(month == 2)
@@ -272,26 +288,39 @@ def _instants(texts: pl.Series) -> pl.DataFrame:
     year_of_era = shifted - era * 400
     day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    sign = pl.when(zone.str.starts_with("-")).then(-1).otherwise(1)
-    offset = pl.when(zone == "Z").then(0).otherwise(sign * (zone_hours * 60 + zone_minutes))
+    sign = pl.when(pl.col("negative")).then(-1).otherwise(1)
+    offset = pl.when(pl.col("utc")).then(0).otherwise(sign * (zone_hours * 60 + zone_minutes))
     parts = (
-        groups.lazy()
+        texts.alias("text")
+        .to_frame()
+        .lazy()
         .select(
-            *(pl.col(str(group)).cast(pl.Int64).alias(name) for group, name in enumerate(names, 1)),
-            pl.col("7").str.pad_end(6, "0").cast(pl.Int64).fill_null(0).alias("micros"),
-            pl.col("8").alias("zone"),
-            pl.col("8").str.slice(1, 2).cast(pl.Int64, strict=False).alias("zone_hours"),
-            pl.col("8").str.slice(4, 2).cast(pl.Int64, strict=False).alias("zone_minutes"),
+            text.str.contains(_TIME).fill_null(False).alias("form"),
+            utc.alias("utc"),
+            text.str.slice(-6, 1).eq("-").alias("negative"),
+            *(
+                number(start, length).alias(name)
+                for name, (start, length) in zip(
+                    names, [(0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2), (-5, 2), (-2, 2)]
+                )
+            ),
+            pl.when(size > 19 + zone_size)
+            .then(text.str.slice(20, (size - 20 - zone_size).clip(0)))
+            .otherwise(pl.lit("0"))
+            .str.pad_end(6, "0")
+            .cast(pl.Int64, strict=False)
+            .alias("micros"),
         )
         .select(
             (
-                year.is_between(*_YEARS)
+                pl.col("form")
+                & year.is_between(*_YEARS)
                 & month.is_between(1, 12)
                 & day.is_between(1, month_days)
                 & (hour <= 23)
                 & (minute <= 59)
                 & (second <= 59)
-                & ((zone == "Z") | ((zone_hours <= 23) & (zone_minutes <= 59)))
+                & (pl.col("utc") | ((zone_hours <= 23) & (zone_minutes <= 59)))
             )
             .fill_null(False)
             .alias("ok"),
@@ -299,14 +328,14 @@ def _instants(texts: pl.Series) -> pl.DataFrame:
                 ((era * 146_097 + day_of_era - 719_468) * 1440 + hour * 60 + minute - offset) * 60
                 + second
             ).alias("seconds"),
-            pl.col("micros"),
+            pl.col("micros").fill_null(0),
         )
         .collect()
     )
     # Integer microseconds over 10**6 with numpy's true division (both exact doubles below
     # 2**53): polars' division by a constant multiplies by its inverse, which can round
-    # differently.
-    micros = parts["seconds"].fill_null(0) * 1_000_000 + parts["micros"]
+    # differently. Where ``ok`` is false the parts may be anything (small numbers, or null).
+    micros = (parts["seconds"] * 1_000_000 + parts["micros"]).fill_null(0)
     seconds = pl.Series("seconds", micros.to_numpy() / 1_000_000.0, dtype=pl.Float64)
     return pl.DataFrame([parts["ok"], seconds])
 
@@ -325,15 +354,21 @@ def _output_columns(rules: Mapping[str, FieldRule], dtypes: Mapping[str, Any]) -
     return out
 
 
-def _canonical_json(rules: Mapping[str, FieldRule]) -> pl.Expr:
+_JSON_STRING: Final = r'"[^"\\\x00-\x1f]*"'
+_JSON_INTEGER: Final = r"-?(?:0|[1-9][0-9]*)"
+_JSON_NUMBER: Final = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+
+
+def _compact_json(rules: Mapping[str, FieldRule]) -> str:
+    """The regular expression of :meth:`EventRules.compact` (the first field is required)."""
     pieces = []
     for name, rule in rules.items():
-        column = pl.col(name)
-        text = (
-            column.cast(pl.String)
-            if rule.numeric
-            else pl.concat_str(pl.lit('"'), column, pl.lit('"'))
-        )
-        pieces.append(pl.concat_str(pl.lit("," + orjson.dumps(name).decode() + ":"), text))
-    fields = pl.concat_str(pieces, ignore_nulls=True).str.slice(1)
-    return pl.concat_str(pl.lit("{"), fields, pl.lit("}"))
+        key = f'"{name}"'  # a plain name (model_rules checks)
+        if rule.kind == "version":
+            pieces.append(f"(?:,{key}:1)?")
+            continue
+        value = {"int": _JSON_INTEGER, "float": _JSON_NUMBER}.get(rule.kind, _JSON_STRING)
+        pieces.append(f",{key}:{value}" if rule.required else f"(?:,{key}:{value})?")
+    if not pieces or not pieces[0].startswith(","):
+        raise ValueError("the model's first field must be required")
+    return "^\\{" + "".join(pieces)[1:] + "\\}$"

@@ -321,6 +321,25 @@ def test_events_as_ingest_writes_them_take_the_fast_path(raw: list[bytes]) -> No
     assert decoded.fast == sum(1700 <= year <= 2200 for year in years)
 
 
+def test_a_batch_as_ingest_writes_it_is_proven_whole_with_no_python_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = [canonical(data) for data in _two_events()] * 50
+    one_by_one: list[int] = []
+    original = BatchDecoder._one_by_one
+
+    def counting(self: BatchDecoder, rules: Any, values: Any, which: Sequence[int]) -> Any:
+        one_by_one.extend(which)
+        return original(self, rules, values, which)
+
+    monkeypatch.setattr(BatchDecoder, "_one_by_one", counting)
+    assert check_same(raw).fast == len(raw)
+    assert one_by_one == []
+    # one record polars cannot read as an event sends the batch record by record
+    assert check_same([*raw, b'{"score": "5"}']).fast == len(raw)
+    assert len(one_by_one) == len(raw) + 1
+
+
 def test_rows_keep_the_order_of_their_records_whichever_path_decoded_them() -> None:
     first, second = (canonical(data) for data in _two_events())
     assert first is not None and second is not None
