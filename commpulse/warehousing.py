@@ -75,13 +75,14 @@ def sink(
 ) -> SinkRun:
     """Load the events topic into the warehouse; bring core and metrics tables up to it.
 
-    With ``until_caught_up`` it stops once no lag is left and builds once at the
-    end; otherwise it runs until ``stop`` (or Ctrl-C) and builds whenever new
-    events were stored and ``build_interval_s`` has passed. Builds are incremental
-    (warehouse/build.py); ``full`` makes the first one a full rebuild, ``reconfigure``
-    lets it rebuild under a configuration other than the warehouse's. Before anything is
-    loaded, a warehouse built under another configuration is refused
-    (:class:`warehouse.build.ConfigurationChanged`) unless ``reconfigure``.
+    Builds are incremental (warehouse/build.py). A caught-up sink builds inside each
+    batch's transaction; while it catches up on a backlog it loads only, and the first
+    batch near the end builds for all (warehouse/sink.py). An idle running sink builds
+    every ``build_interval_s`` (time alone breaches unanswered requests and makes
+    channels idle) and refreshes the BI snapshot at most that often. ``full`` makes the
+    first build a full one, ``reconfigure`` lets it rebuild under a configuration other
+    than the warehouse's; without it, a warehouse built under another configuration is
+    refused (:class:`warehouse.build.ConfigurationChanged`) before anything is loaded.
     """
     path = path or settings.warehouse_path
     catalog = load_catalog(settings)
@@ -92,34 +93,47 @@ def sink(
         if not reconfigure:
             check_configuration(con, catalog, timezone)
         built: BuildResult | None = None
-        pending = False
-        last_build = time.monotonic()
+        pending = False  # events stored and not built yet
+        last_build = last_publish = time.monotonic()
         first = {"full": full, "reconfigure": reconfigure}
 
-        def rebuild() -> None:
-            nonlocal built, pending, last_build
+        def derive(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = True) -> None:
+            nonlocal built, last_build
             built = build(
-                con, catalog, timezone, full=first["full"], reconfigure=first["reconfigure"]
+                con,
+                catalog,
+                timezone,
+                full=first["full"],
+                reconfigure=first["reconfigure"],
+                in_transaction=in_transaction,
             )
+            last_build = time.monotonic()
+
+        def built_now() -> None:
+            nonlocal pending, last_publish
             first.update(full=False, reconfigure=False)
-            pending, last_build = False, time.monotonic()
+            pending = False
+            assert built is not None
             on_build(built)
-            if publish:
+            if publish and time.monotonic() - last_publish >= interval:
                 # The sink holds the file's only write lock, so it is the one that can copy
                 # it for BI tools while it keeps loading.
                 publish_snapshot(con, settings.serving_path)
+                last_publish = time.monotonic()
 
         def batch_done(progress: SinkProgress) -> None:
             nonlocal pending
-            pending = pending or progress.stored > 0
             on_progress(progress)
-            if not until_caught_up and pending and time.monotonic() - last_build >= interval:
-                rebuild()
+            if progress.derived:
+                built_now()
+            else:
+                pending = pending or progress.stored > 0
 
         def idle(progress: SinkProgress) -> None:
             on_progress(progress)
-            if pending and time.monotonic() - last_build >= interval:
-                rebuild()
+            if pending or time.monotonic() - last_build >= interval:
+                derive(con, in_transaction=False)
+                built_now()
 
         result = run_sink(
             con,
@@ -128,9 +142,13 @@ def sink(
             stop=stop,
             on_batch=batch_done,
             on_idle=idle,
+            derive=derive,
         )
-        if pending or until_caught_up:
-            rebuild()
+        if pending or (until_caught_up and built is None):
+            derive(con, in_transaction=False)
+            built_now()
+        if publish and built is not None and last_publish < last_build:
+            publish_snapshot(con, settings.serving_path)
     return SinkRun(result, built, path)
 
 

@@ -143,8 +143,7 @@ class _Previous:
 
 def _previous(con: duckdb.DuckDBPyConnection) -> _Previous | None:
     row = con.execute(
-        "SELECT loaded_through, config, periods_from, periods_to FROM ops.builds "
-        "ORDER BY built_at DESC LIMIT 1"
+        "SELECT loaded_through, config, periods_from, periods_to FROM ops.build_state"
     ).fetchone()
     if row is None:
         return None
@@ -293,14 +292,24 @@ def _build(
         "(SELECT count(*) FROM core.messages), (SELECT count(*) FROM metrics.kpi_daily)"
     ).fetchone()
     assert counts is not None
+    changed = previous is None or previous.config is None or previous.config.digest != config.digest
+    span = (periods.first, periods.last) if periods else (None, None)
+    # The log has a row per build (a live sink builds every batch): the configuration is
+    # written into it only when it changed; ops.build_state holds the current one.
     con.execute(
         "INSERT INTO ops.builds (built_at, events, as_of, seconds, mode, loaded_through, "
         "config_hash, config, periods_from, periods_to) VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            counts[0], as_of_at, time.monotonic() - started, mode, through, config.digest, config.to_json(),
-            periods.first if periods else None, periods.last if periods else None,
+            counts[0], as_of_at, time.monotonic() - started, mode, through, config.digest,
+            config.to_json() if changed else None, *span,
         ],
     )  # fmt: skip
+    con.execute("DELETE FROM ops.build_state")
+    con.execute(
+        "INSERT INTO ops.build_state VALUES (now(), ?, ?, ?, ?, ?)",
+        [through, config.digest, config.to_json(), *span],
+    )
+
     return BuildResult(
         int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]), as_of_at, 0.0, mode, loaded
     )

@@ -348,6 +348,14 @@ CREATE TABLE ops.message_strays (
     t           DOUBLE NOT NULL,
     actor_id    VARCHAR NOT NULL
 );
+CREATE TABLE ops.build_state (  -- one row: where the last build left the derived tables
+    built_at        TIMESTAMPTZ NOT NULL,
+    loaded_through  TIMESTAMPTZ,        -- the last load it covers
+    config_hash     VARCHAR NOT NULL,
+    config          JSON NOT NULL,
+    periods_from    DATE,
+    periods_to      DATE
+);
 ALTER TABLE ops.builds ADD COLUMN mode VARCHAR;
 ALTER TABLE ops.builds ADD COLUMN loaded_through TIMESTAMPTZ;
 ALTER TABLE ops.builds ADD COLUMN config_hash VARCHAR;

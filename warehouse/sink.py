@@ -16,6 +16,13 @@ A record that does not decode to a valid event goes to the dead-letter topic
 with the reason (before the batch commits, so nothing is lost) and is counted
 in ``ops.loads``.
 
+Derived tables (``derive``): a caught-up sink (the batch leaves less than a batch
+unread) brings the core and metrics tables up to each batch inside the batch's own
+transaction, so rows, offsets and facts commit together; while it catches up on a
+backlog, batches load alone and the first batch near the end derives for all of
+them. ``loaded_at`` strictly increases from batch to batch (a build reads the events
+loaded after the last one it covered), even if the clock steps back.
+
 The quality gate (``quality_gate = "quarantine"``): a :class:`BatchCheck` looks
 at each batch before it commits; a batch it refuses is quarantined whole. Its
 rows go to ``ops.quarantine`` with the reason instead of ``raw.events``, and
@@ -26,13 +33,14 @@ kept and reported, never read again, never half loaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
 import duckdb
@@ -51,6 +59,8 @@ from warehouse.schema import scalar
 __all__ = [
     "BatchCheck",
     "BatchOutcome",
+    "Derive",
+    "LoadClock",
     "SinkConfig",
     "SinkError",
     "SinkProgress",
@@ -121,6 +131,8 @@ class SinkProgress:
     invalid: int = 0
     quarantined: int = 0
     lag: int = 0
+    #: whether the last batch's transaction also brought the derived tables up to it
+    derived: bool = False
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -159,6 +171,10 @@ def stored_offsets(con: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]
     return {int(p): int(o) for p, o in rows}
 
 
+#: what a batch's transaction runs before it commits (the derived tables' build)
+Derive = Callable[[duckdb.DuckDBPyConnection], None]
+
+
 def run_sink(
     con: duckdb.DuckDBPyConnection,
     config: SinkConfig,
@@ -167,11 +183,14 @@ def run_sink(
     stop: threading.Event | None = None,
     on_batch: Callable[[SinkProgress], None] | None = None,
     on_idle: Callable[[SinkProgress], None] | None = None,
+    derive: Derive | None = None,
 ) -> SinkResult:
     """Load batches until caught up (or until ``stop`` is set); returns the counts.
 
-    ``on_batch`` is called after every committed batch and ``on_idle`` whenever
-    a poll found nothing new (a running sink rebuilds the metrics then). Batches are read
+    ``derive`` runs inside the transaction of every batch that leaves less than a batch
+    unread (see the module docstring; ``progress.derived`` says whether the last batch did).
+    ``on_batch`` is called after every committed batch, ``on_idle`` whenever a poll found
+    nothing new. Batches are read
     and decoded one ahead, in a thread (:mod:`warehouse.feed`); they are committed here,
     in order, in the caller's thread.
     """
@@ -179,6 +198,7 @@ def run_sink(
     progress = SinkProgress()
     check = config.batch_check if config.quality_gate == "quarantine" else None
     producer: KafkaProducer | None = None
+    loaded = LoadClock(con)
     feed = Feed(
         config.bootstrap_servers,
         config.topic,
@@ -206,7 +226,13 @@ def run_sink(
                     producer = dead_letter(producer, config, item.invalid, stop)
                     if producer is None:  # stopped before the DLQ had them: commit nothing
                         break
-                _commit(con, config.topic, item, progress, check)
+                live = (
+                    derive is not None and item.lag is not None and item.lag < config.batch_events
+                )
+                _commit(
+                    con, config.topic, item, progress, check, loaded(), derive if live else None
+                )
+                progress.derived = live
                 if on_batch:
                     on_batch(progress)
                 if until_caught_up and item.lag == 0:
@@ -224,17 +250,40 @@ def run_sink(
     )
 
 
+class LoadClock:
+    """``loaded_at`` for the next batch: now, but always after the last batch's."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        last = scalar(con, "SELECT max(loaded_at) FROM ops.loads")
+        self._last: datetime | None = last
+
+    def __call__(self) -> datetime:
+        now = datetime.now(UTC)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
+        return now
+
+
 def _commit(
     con: duckdb.DuckDBPyConnection,
     topic: str,
     batch: Batch,
     progress: SinkProgress,
     check: BatchCheck | None,
+    now: datetime,
+    derive: Derive | None,
 ) -> None:
-    with _one_thread_fewer(con):
+    if derive is None:
+        with _one_thread_fewer(con):  # a plain load: the feed gets the other core
+            outcome = store_batch(
+                con, topic, batch.rows, len(batch.invalid), batch.positions, check=check, now=now
+            )
+    else:  # a build: both of DuckDB's threads
         outcome = store_batch(
-            con, topic, batch.rows, len(batch.invalid), batch.positions, check=check
-        )
+            con, topic, batch.rows, len(batch.invalid), batch.positions, check=check, now=now,
+            derive=derive,
+        )  # fmt: skip
     progress.received += batch.records
     progress.stored += outcome.stored
     progress.duplicates += outcome.duplicates
@@ -344,22 +393,27 @@ def store_batch(
     positions: dict[int, int],
     *,
     check: BatchCheck | None = None,
+    now: datetime | None = None,
+    derive: Derive | None = None,
 ) -> BatchOutcome:
     """Store a batch (or, if ``check`` refuses it, quarantine it) and its offsets, in one
     transaction; ``invalid`` counts the records of the batch that were dead-lettered.
+    ``derive`` runs in that transaction after them (a build of the derived tables), so
+    all commit together or none; ``now`` is the batch's ``loaded_at`` (default: the clock).
 
     ``rows`` are decoded events: a frame with the columns of :data:`warehouse.decode.COLUMNS`
     (what the feed gives), or dicts as :func:`decode_record` makes them."""
     batch = _frame(rows)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     reason = check(batch, now) if check is not None and batch.height else None
+    store = functools.partial(_store, con, topic, batch, invalid, positions, now, reason, derive)
     try:
-        outcome = _store(con, topic, batch, invalid, positions, now, reason, ignore_stored=False)
+        outcome = store(ignore_stored=False)
     except duckdb.ConstraintException:
         # An event of the batch is stored already (sent twice, or a replay): the same
         # transaction again, leaving out the events that are there.
         log.debug("batch holds events stored before; storing the new ones")
-        outcome = _store(con, topic, batch, invalid, positions, now, reason, ignore_stored=True)
+        outcome = store(ignore_stored=True)
     if reason is not None:
         log.warning("batch quarantined events=%s reason=%s", batch.height, reason)
     return outcome
@@ -373,6 +427,7 @@ def _store(
     positions: dict[int, int],
     now: datetime,
     reason: str | None,
+    derive: Derive | None,
     *,
     ignore_stored: bool,
 ) -> BatchOutcome:
@@ -404,6 +459,8 @@ def _store(
                 outcome.quarantined,
             ],
         )
+        if derive is not None:
+            derive(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -14,28 +14,31 @@ from warehouse.sink import SinkProgress
 
 
 class _Progress:
-    """One status line on stderr, at most every half second."""
+    """One status line on stderr, at most every half second; a line for each full build
+    (a caught-up sink builds with every batch: those only update the status line)."""
 
     def __init__(self) -> None:
         self._status = err.status("starting…")
         self._status.start()
+        self._built = ""
 
     def __call__(self, progress: SinkProgress) -> None:
         self._status.update(
             f"{number(progress.received)} events read, {number(progress.stored)} stored "
-            f"({number(progress.rate)}/s), lag {number(progress.lag)}"
+            f"({number(progress.rate)}/s), lag {number(progress.lag)}{self._built}"
         )
 
     def build(self, result: BuildResult) -> None:
-        what = (
-            "rebuilt core and metrics"
-            if result.mode == "full"
-            else f"brought core and metrics up to {number(result.loaded)} new events"
-        )
-        err.print(
-            f"{what}: {number(result.requests)} requests, {number(result.messages)} messages, "
-            f"{number(result.kpi_rows)} daily KPI rows, in {result.seconds:.2f} s",
-            markup=False,
+        if result.mode == "full":
+            err.print(
+                f"built core and metrics in full: {number(result.requests)} requests, "
+                f"{number(result.messages)} messages, {number(result.kpi_rows)} daily KPI rows, "
+                f"in {result.seconds:.1f} s",
+                markup=False,
+            )
+        self._built = (
+            f"; tables up to date ({number(result.events)} events, last build "
+            f"{result.seconds:.2f} s)"
         )
 
     def stop(self) -> None:

@@ -262,3 +262,76 @@ def test_a_warehouse_in_use_is_one_clear_error(settings: Settings, cli_env: dict
     assert locked.returncode == 1
     assert locked.stderr.strip().count("\n") == 0, locked.stderr
     assert "cannot open the warehouse" in locked.stderr
+
+
+def test_a_sink_under_another_configuration_refuses_until_told_to_rebuild(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The warehouse issue's trap: a sink run without the catalog the warehouse was built
+    with used to turn every business-time figure into the defaults' silently."""
+    catalog = tmp_path / "channels.toml"
+    catalog.write_text(CALENDAR)
+    with_catalog = cli_env | {"COMMPULSE_METRICS__CATALOG": str(catalog)}
+    send(settings, calendar_scenario())
+    first = run_cli("sink", "--until-caught-up", env=with_catalog)
+    assert first.returncode == 0, first.stderr
+    path = settings.warehouse_path
+    holiday = "SELECT holiday FROM core.calendar WHERE day = DATE '2025-11-20'"
+    assert query(path, holiday) == [(True,)]
+    stored = query(path, "SELECT count(*) FROM raw.events")
+
+    send(settings, ticket_scenario())  # new events: the refusal must not load them
+    refused = run_cli("sink", "--until-caught-up", env=cli_env)
+    assert refused.returncode == 1
+    line = refused.stderr.strip()
+    assert "\n" not in line, refused.stderr
+    assert line.startswith("error: the warehouse was built with another configuration: ")
+    assert f"the channel catalog ({catalog} -> defaults, content differs) changed" in line
+    assert "--reconfigure" in line
+    assert query(path, "SELECT count(*) FROM raw.events") == stored
+    assert query(path, holiday) == [(True,)]
+
+    rebuilt = run_cli("sink", "--until-caught-up", "--reconfigure", env=cli_env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "built core and metrics in full" in rebuilt.stderr
+    assert query(path, holiday) == [(False,)]
+    assert query(path, "SELECT count(*) FROM raw.events") == [
+        (stored[0][0] + len(ticket_scenario()),)
+    ]
+    again = run_cli("sink", "--until-caught-up", env=cli_env)  # the defaults are its own now
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_caught_up_sink_builds_inside_each_batch(settings: Settings) -> None:
+    """Live, each batch's rows, offsets and facts commit together: once a batch is in, its
+    requests and KPIs are too, with no build pass after it."""
+    from commpulse.warehousing import sink
+
+    stop = threading.Event()
+    progress: list[SinkProgress] = []
+    runner = threading.Thread(
+        target=sink,
+        kwargs={
+            "settings": settings,
+            "until_caught_up": False,
+            "stop": stop,
+            "on_progress": lambda p: progress.append(SinkProgress(**vars(p))),
+        },
+    )
+    runner.start()
+    try:
+        assert wait_for(lambda: bool(progress), 30), "the sink did not start"
+        send(settings, ticket_scenario())
+        assert wait_for(lambda: any(p.stored and p.derived for p in progress), 60)
+    finally:
+        stop.set()
+        runner.join(60)
+    assert not runner.is_alive()
+    path = settings.warehouse_path
+    assert query(path, "SELECT count(*) FROM core.requests WHERE channel_id = 'tk'") == [(7,)]
+    # The build that made them covers the batch that brought them: one transaction.
+    assert query(
+        path,
+        "SELECT b.loaded_through = (SELECT max(loaded_at) FROM ops.loads WHERE stored > 0), b.mode "
+        "FROM ops.builds b WHERE b.loaded_through IS NOT NULL ORDER BY b.built_at LIMIT 1",
+    ) == [(True, "full")]

@@ -241,7 +241,7 @@ def python_facts(
 def sql_facts(
     con: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], catalog: ChannelCatalog
 ) -> tuple[dict[tuple[str, str], tuple[Any, ...]], dict[tuple[str, str], tuple[Any, ...]]]:
-    for table in ("raw.events", "ops.builds", "ops.offsets", "ops.loads"):
+    for table in ("raw.events", "ops.builds", "ops.build_state", "ops.offsets", "ops.loads"):
         con.execute(f"DELETE FROM {table}")
     rows = []
     for offset, event in enumerate(events):

@@ -59,6 +59,14 @@ def test_a_build_records_its_configuration(con: duckdb.DuckDBPyConnection, tmp_p
     assert recorded["rules_version"] == RULES_VERSION
     assert recorded["catalog_source"].endswith("channels.toml")
     assert recorded["catalog"]["calendars"]["default"]["holidays"] == ["2025-11-20"]
+    assert con.execute("SELECT config_hash, config FROM ops.build_state").fetchall() == [
+        (digest, config)
+    ]
+    # The log has a row per build; the configuration goes into it only when it changed.
+    build(con, catalog, "Europe/Berlin", now=NOW)
+    assert con.execute(
+        "SELECT mode, config_hash, config IS NULL FROM ops.builds ORDER BY built_at"
+    ).fetchall() == [("full", digest, False), ("incremental", digest, True)]
 
 
 def test_another_catalog_is_refused_in_one_line_and_reconfigure_rebuilds_under_it(
@@ -110,11 +118,9 @@ def test_a_warehouse_built_by_older_rules_is_refused_until_rebuilt(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
     build(con, ChannelCatalog(), now=NOW)
-    old = json.loads(
-        con.execute("SELECT config FROM ops.builds ORDER BY built_at DESC LIMIT 1").fetchone()[0]  # type: ignore[index]
-    )
+    old = json.loads(con.execute("SELECT config FROM ops.build_state").fetchone()[0])  # type: ignore[index]
     old["rules_version"] = RULES_VERSION - 1
-    con.execute("UPDATE ops.builds SET config = ?", [json.dumps(old)])
+    con.execute("UPDATE ops.build_state SET config = ?", [json.dumps(old)])
     with pytest.raises(
         ConfigurationChanged,
         match=rf"the KPI rules \(version {RULES_VERSION - 1} -> {RULES_VERSION}\)",
