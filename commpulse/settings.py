@@ -291,10 +291,14 @@ class WarehouseSettings(BaseModel):
     )
     batch_within_s: float = Field(2.0, gt=0, description="longest wait to fill a sink batch")
     build_interval_s: float = Field(
-        60.0, gt=0, description="how often a running sink rebuilds the core and metrics tables"
+        60.0,
+        gt=0,
+        description="how often an idle running sink builds (time alone breaches unanswered "
+        "requests and makes channels idle) and at most how often it refreshes the BI snapshot; "
+        "a caught-up sink builds with every batch",
     )
     publish_after_build: bool = Field(
-        True, description="a running sink refreshes the BI snapshot after each rebuild"
+        True, description="a running sink refreshes the BI snapshot after its builds"
     )
     quality_gate: Literal["off", "quarantine"] = Field(
         "off",
