@@ -282,6 +282,7 @@ def _build(
         except NeedsFullBuild as why:
             log.info("warehouse build in full: %s", why)
             mode = "full"
+            _drop_scratch(con)  # the increment's tables; nothing else was changed yet
             facts.full()
     refresh_kpis(con, timezone, full=mode == "full")
     as_of_at = datetime.fromtimestamp(as_of, UTC)

@@ -149,3 +149,35 @@ def test_time_alone_breaches_pending_requests(
     assert build(incremental, ChannelCatalog(), now=later).mode == "incremental"
     build(full, ChannelCatalog(), now=later, full=True)
     assert snapshot(incremental) == snapshot(full)
+
+
+def test_a_channel_whose_kind_changes_is_built_in_full(
+    warehouses: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection],
+) -> None:
+    """A late event, earlier than a channel's first, that says another kind: the channel's
+    kind (and its policy, and its kind's roll-ups) change, so the build is done in full."""
+    from tests.scenarios import canonical
+
+    incremental, full = warehouses
+    later = [
+        canonical("2025-11-18 10:00", "call_received", "line", "hotline", conversation_id="k1",
+                  actor="x1", role="customer"),
+        canonical("2025-11-18 10:00:30", "call_answered", "line", "hotline", conversation_id="k1",
+                  actor="a1"),
+    ]  # fmt: skip
+    earlier = [
+        canonical("2025-11-17 09:00", "ticket_opened", "line", "ticket", conversation_id="t1",
+                  actor="x2", role="customer"),
+    ]  # fmt: skip
+    rows = encoded(later + earlier)
+    commit_batch(incremental, "events", rows[:2], 0, {0: 2})
+    assert build(incremental, ChannelCatalog(), now=NOW).mode == "full"
+    assert incremental.execute("SELECT channel_kind FROM core.channels").fetchall() == [
+        ("hotline",)
+    ]
+    commit_batch(incremental, "events", rows[2:], 0, {0: 3})
+    assert build(incremental, ChannelCatalog(), now=NOW).mode == "full"
+    commit_batch(full, "events", rows, 0, {0: 3})
+    build(full, ChannelCatalog(), now=NOW)
+    assert snapshot(incremental) == snapshot(full)
+    assert incremental.execute("SELECT channel_kind FROM core.channels").fetchall() == [("ticket",)]
