@@ -287,7 +287,12 @@ class WarehouseSettings(BaseModel):
         None, description="the read-only BI snapshot (default <data dir>/serving.duckdb)"
     )
     batch_events: int = Field(
-        50_000, ge=1, le=5_000_000, description="most events per sink transaction"
+        100_000,
+        ge=1,
+        le=5_000_000,
+        description="most events per sink transaction (a caught-up sink's batches are what "
+        "arrived within batch_within_s, far fewer); with the quality gate on, a refused batch "
+        "is quarantined whole",
     )
     batch_within_s: float = Field(2.0, gt=0, description="longest wait to fill a sink batch")
     build_interval_s: float = Field(
