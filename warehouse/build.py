@@ -57,7 +57,10 @@ RULES_VERSION: Final = 2
 
 Mode = Literal["full", "incremental"]
 #: A build is done in full when it brings more events than this, and more than this share
-#: of all the events (measured: beyond that, recomputing everything costs less).
+#: of all the events: the incremental statements are made for a load's few days and
+#: conversations (active users join each activity to the report days it reaches), and a
+#: delta that spans much of the history is cheaper to build from scratch. Both give the
+#: same tables, so this only chooses the cheaper way (a judgement, not a measured optimum).
 _FULL_ABOVE: Final = 200_000
 _FULL_SHARE: Final = 0.25
 
