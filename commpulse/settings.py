@@ -287,7 +287,7 @@ class WarehouseSettings(BaseModel):
         None, description="the read-only BI snapshot (default <data dir>/serving.duckdb)"
     )
     batch_events: int = Field(
-        100_000,
+        200_000,
         ge=1,
         le=5_000_000,
         description="most events per sink transaction (a caught-up sink's batches are what "

@@ -7,10 +7,11 @@ crash at any moment leaves the warehouse at a batch boundary, and a restart
 goes on from exactly there. ``event_id`` is the primary key: an event that was
 sent twice (a producer retry, a file ingested twice) is stored once.
 
-Reading and decoding run one batch ahead in a thread of their own
-(:mod:`warehouse.feed`: aiokafka through :mod:`warehouse.reader`, the batch decoder of
-:mod:`warehouse.decode`), so that they use the second core while DuckDB commits; the
-commits, and everything that touches the warehouse, stay in the caller's thread.
+Reading and decoding run ahead in threads of their own (:mod:`warehouse.feed`: aiokafka
+through :mod:`warehouse.reader`, the batch decoder of :mod:`warehouse.decode`), and hand
+each batch over in parts; the sink inserts each part as it comes, inside the batch's one
+transaction, while the next part is read and decoded. The transactions, and everything that
+touches the warehouse, stay in the caller's thread.
 
 A record that does not decode to a valid event goes to the dead-letter topic
 with the reason (before the batch commits, so nothing is lost) and is counted
@@ -52,7 +53,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from ingest.deadletter import DeadLetter
 from ingest.producer import close_by_force
 from warehouse.decode import COLUMNS, decode_record
-from warehouse.feed import Batch, Feed, Idle
+from warehouse.feed import PART_EVENTS, Batch, Feed, Idle
 from warehouse.reader import SinkError
 from warehouse.schema import scalar
 
@@ -114,6 +115,8 @@ class SinkConfig:
     client_options: Mapping[str, Any] = field(default_factory=dict)
     batch_events: int = 50_000
     batch_within_s: float = 2.0
+    #: a batch reaches the sink in parts of this many records (see :mod:`warehouse.feed`)
+    part_events: int = PART_EVENTS
     #: "quarantine": ``batch_check`` judges every batch, and a refused one is quarantined
     quality_gate: Literal["off", "quarantine"] = "off"
     batch_check: BatchCheck | None = None
@@ -147,6 +150,7 @@ class SinkResult:
     stored: int
     duplicates: int
     invalid: int
+    #: from the start until the sink stopped loading (closing its Kafka client not counted)
     seconds: float
     #: valid events of batches the quality gate quarantined
     quarantined: int = 0
@@ -190,9 +194,12 @@ def run_sink(
     ``derive`` runs inside the transaction of every batch that leaves less than a batch
     unread (see the module docstring; ``progress.derived`` says whether the last batch did).
     ``on_batch`` is called after every committed batch, ``on_idle`` whenever a poll found
-    nothing new. Batches are read
-    and decoded one ahead, in a thread (:mod:`warehouse.feed`); they are committed here,
-    in order, in the caller's thread.
+    nothing new. Batches are read and decoded ahead, in threads (:mod:`warehouse.feed`),
+    and come in parts; each batch is one transaction here, in the caller's thread, and a
+    sink stopped inside a batch commits none of it.
+
+    ``seconds`` in the result runs until the sink stopped loading: closing the Kafka client
+    afterwards is not counted (nor is it in the bench's consume baselines).
     """
     stop = stop or threading.Event()
     progress = SinkProgress()
@@ -208,7 +215,9 @@ def run_sink(
         batch_events=config.batch_events,
         batch_within_s=config.batch_within_s,
         close_when_caught_up=until_caught_up,
+        part_events=config.part_events,
     )
+    pending: _Pending | None = None
     with feed:
         try:
             while not stop.is_set():
@@ -227,25 +236,24 @@ def run_sink(
                     producer = dead_letter(producer, config, item.invalid, stop)
                     if producer is None:  # stopped before the DLQ had them: commit nothing
                         break
+                pending = pending or _Pending(con, config.topic, check, loaded(), threads)
+                pending.add(item)
+                if not item.ends:
+                    continue
                 live = (
                     derive is not None and item.lag is not None and item.lag < config.batch_events
                 )
-                _commit(
-                    con,
-                    config.topic,
-                    item,
-                    progress,
-                    check,
-                    loaded(),
-                    derive if live else None,
-                    threads,
-                )
+                batch, pending = pending, None
+                batch.commit(progress, derive if live else None)
                 progress.derived = live
                 if on_batch:
                     on_batch(progress)
                 if until_caught_up and item.lag == 0:
                     break
         finally:
+            loading = time.monotonic() - progress.started
+            if pending is not None:  # stopped inside a batch: none of it is committed
+                pending.abandon()
             if producer is not None:
                 producer.close()
     return SinkResult(
@@ -253,7 +261,7 @@ def run_sink(
         progress.stored,
         progress.duplicates,
         progress.invalid,
-        time.monotonic() - progress.started,
+        loading,
         progress.quarantined,
     )
 
@@ -273,39 +281,99 @@ class LoadClock:
         return now
 
 
-def _commit(
-    con: duckdb.DuckDBPyConnection,
-    topic: str,
-    batch: Batch,
-    progress: SinkProgress,
-    check: BatchCheck | None,
-    now: datetime,
-    derive: Derive | None,
-    threads: int,
-) -> None:
-    if derive is None:
-        with _one_thread_fewer(con, threads):  # a plain load: the feed gets the other core
-            outcome = store_batch(
-                con, topic, batch.rows, len(batch.invalid), batch.positions, check=check, now=now
-            )
-    else:  # a build: both of DuckDB's threads
-        outcome = store_batch(
-            con, topic, batch.rows, len(batch.invalid), batch.positions, check=check, now=now,
-            derive=derive,
-        )  # fmt: skip
-    progress.received += batch.records
-    progress.stored += outcome.stored
-    progress.duplicates += outcome.duplicates
-    progress.invalid += len(batch.invalid)
-    progress.quarantined += outcome.quarantined
-    log.info(
-        "batch committed read=%s stored=%s invalid=%s quarantined=%s fast=%s",
-        batch.records,
-        outcome.stored,
-        len(batch.invalid),
-        outcome.quarantined,
-        batch.fast,
-    )
+class _Pending:
+    """A batch's transaction while its parts come from the feed.
+
+    Each part is inserted as it comes (DuckDB lets go of the GIL while the feed reads the
+    next), with one DuckDB thread fewer (see :func:`_one_thread_fewer`); :meth:`commit`
+    adds the offsets, the load's row and the build, and commits. A batch the quality gate
+    must judge, or one holding an event stored before (the plain INSERT fails), is stored
+    whole at the end instead, by :func:`store_batch`, as one frame.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        topic: str,
+        check: BatchCheck | None,
+        now: datetime,
+        threads: int,
+    ) -> None:
+        self._con, self._topic, self._check, self._now = con, topic, check, now
+        self._threads = threads
+        self._parts: list[Batch] = []
+        self._open = False
+        self._whole = check is not None  # stored whole at the end
+        self._stored = 0
+
+    def add(self, part: Batch) -> None:
+        self._parts.append(part)
+        if self._whole or not part.rows.height:
+            return
+        if not self._open:
+            self._fewer_threads(True)
+            self._con.execute("BEGIN TRANSACTION")
+            self._open = True
+        try:
+            self._stored += _insert(self._con, part.rows, self._now, ignore_stored=False)
+        except duckdb.ConstraintException:
+            log.debug("batch holds events stored before; storing it whole at the end")
+            self._whole = True
+            self.abandon()
+
+    def commit(self, progress: SinkProgress, derive: Derive | None) -> None:
+        parts = self._parts
+        valid = sum(part.rows.height for part in parts)
+        invalid = sum(len(part.invalid) for part in parts)
+        positions = {p: o for part in parts for p, o in part.positions.items()}
+        if self._whole:
+            rows = pl.concat([part.rows for part in parts]) if len(parts) > 1 else parts[0].rows
+            with contextlib.ExitStack() as stack:
+                if derive is None:
+                    stack.enter_context(_one_thread_fewer(self._con, self._threads))
+                outcome = store_batch(
+                    self._con, self._topic, rows, invalid, positions,
+                    check=self._check, now=self._now, derive=derive,
+                )  # fmt: skip
+        else:
+            if not self._open:  # no valid row in the batch: offsets and the load's row only
+                self._con.execute("BEGIN TRANSACTION")
+                self._open = True
+            if derive is not None:
+                self._fewer_threads(False)  # a build: both of DuckDB's threads
+            outcome = BatchOutcome(self._stored, valid - self._stored)
+            try:
+                _finish(self._con, self._topic, valid + invalid, outcome, invalid,
+                        positions, self._now, derive)  # fmt: skip
+            finally:
+                self._open = False
+                self._fewer_threads(False)
+        progress.received += valid + invalid
+        progress.stored += outcome.stored
+        progress.duplicates += outcome.duplicates
+        progress.invalid += invalid
+        progress.quarantined += outcome.quarantined
+        log.info(
+            "batch committed read=%s stored=%s invalid=%s quarantined=%s fast=%s",
+            valid + invalid,
+            outcome.stored,
+            invalid,
+            outcome.quarantined,
+            sum(part.fast for part in parts),
+        )
+
+    def abandon(self) -> None:
+        """Roll back what was inserted (the sink stopped inside the batch, or a clash)."""
+        if self._open:
+            self._open = False
+            try:
+                self._con.execute("ROLLBACK")
+            finally:
+                self._fewer_threads(False)
+
+    def _fewer_threads(self, fewer: bool) -> None:
+        if self._threads > 1:
+            self._con.execute(f"SET threads = {self._threads - 1 if fewer else self._threads}")
 
 
 @contextlib.contextmanager
@@ -456,6 +524,26 @@ def _store(
         else:
             _quarantine(con, batch, now, reason)
             outcome = BatchOutcome(0, 0, batch.height, reason)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    _finish(con, topic, batch.height + invalid, outcome, invalid, positions, now, derive)
+    return outcome
+
+
+def _finish(
+    con: duckdb.DuckDBPyConnection,
+    topic: str,
+    received: int,
+    outcome: BatchOutcome,
+    invalid: int,
+    positions: dict[int, int],
+    now: datetime,
+    derive: Derive | None,
+) -> None:
+    """The end of a batch's transaction, its rows inserted: the offsets, the load's row in
+    ``ops.loads``, the build, COMMIT (ROLLBACK if any fails)."""
+    try:
         if positions:
             con.execute(
                 'INSERT INTO ops.offsets (topic, "partition", next_offset, updated_at) VALUES '
@@ -471,14 +559,7 @@ def _store(
         con.execute(
             "INSERT INTO ops.loads (loaded_at, received, stored, duplicates, invalid, quarantined) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                now,
-                batch.height + invalid,
-                outcome.stored,
-                outcome.duplicates,
-                invalid,
-                outcome.quarantined,
-            ],
+            [now, received, outcome.stored, outcome.duplicates, invalid, outcome.quarantined],
         )
         if derive is not None:
             derive(con)
@@ -486,7 +567,6 @@ def _store(
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return outcome
 
 
 def _frame(rows: pl.DataFrame | list[dict[str, Any]]) -> pl.DataFrame:

@@ -174,7 +174,7 @@ def _measure(
                 dlq_topic=topics.dlq,
                 client_options=options,
                 batch_events=here.warehouse.batch_events,
-                batch_within_s=0.5,
+                batch_within_s=here.warehouse.batch_within_s,
             ),
             until_caught_up=True,
         )
