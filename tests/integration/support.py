@@ -16,12 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from commpulse.settings import Settings
 from infra import AlertmanagerError, alertmanager_binary, free_port
-from ingest import Producer, Pseudonymiser
+from ingest import Event, Producer, Pseudonymiser, encode
+from ingest.simulator import SimulationConfig, simulate
 
 PSEUDONYM_KEY = "integration-test-key-0123456789"
 
@@ -96,6 +97,26 @@ def consume_all(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Co
         return records
     finally:
         consumer.close()
+
+
+def simulated_values(n: int, seed: int) -> list[bytes]:
+    """``n`` simulated events as ingest writes them to the events topic."""
+    return [
+        encode(Event.model_validate(e)) for e in simulate(SimulationConfig(events=n, seed=seed))
+    ]
+
+
+def send_values(
+    bootstrap: str, topic: str, values: list[bytes], keys: Callable[[int], bytes] | None = None
+) -> None:
+    """Send ``values`` in order (the ``index``-th with key ``keys(index)``), acknowledged."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for index, value in enumerate(values):
+            producer.send(topic, value, key=keys(index) if keys else None)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
 
 
 def wait_for(

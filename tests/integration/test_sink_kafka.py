@@ -16,12 +16,9 @@ from typing import Any
 
 import duckdb
 import pytest
-from kafka import KafkaProducer
 
 from infra import EmbeddedBroker, TopicSpec, ensure_topics, free_port
-from ingest import Event, encode
-from ingest.simulator import SimulationConfig, simulate
-from tests.integration.support import consume_all, wait_for
+from tests.integration.support import consume_all, send_values, simulated_values, wait_for
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkConfig, SinkError, SinkProgress, SinkResult, run_sink
 
@@ -47,19 +44,7 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 
 def _send(bootstrap: str, values: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    try:
-        for index, value in enumerate(values):
-            producer.send(EVENTS, value, key=b"k%d" % (index % 7))
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
-
-
-def _events(n: int, seed: int) -> list[bytes]:
-    return [
-        encode(Event.model_validate(e)) for e in simulate(SimulationConfig(events=n, seed=seed))
-    ]
+    send_values(bootstrap, EVENTS, values, keys=lambda index: b"k%d" % (index % 7))
 
 
 @contextmanager
@@ -111,7 +96,7 @@ def test_a_running_sink_rides_out_a_broker_restart_and_loads_everything_once(
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
-    before, after = _events(3000, seed=11), _events(2000, seed=12)
+    before, after = simulated_values(3000, seed=11), simulated_values(2000, seed=12)
     _send(bootstrap, [*before, *INVALID])
     config = SinkConfig(bootstrap, EVENTS, DLQ, batch_events=1000, batch_within_s=0.5)
     path, stop = tmp_path / "warehouse.duckdb", threading.Event()
@@ -147,7 +132,7 @@ def test_a_sink_started_while_the_broker_is_down_starts_loading_once_it_is_up(
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
-    events = _events(500, seed=13)
+    events = simulated_values(500, seed=13)
     _send(bootstrap, events)
     own_broker.stop()
     config = SinkConfig(bootstrap, EVENTS, DLQ, batch_within_s=0.5)
@@ -164,7 +149,7 @@ def test_a_sink_told_to_stop_while_kafka_is_away_stops_within_seconds(
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
-    _send(bootstrap, _events(200, seed=14))
+    _send(bootstrap, simulated_values(200, seed=14))
     config = SinkConfig(bootstrap, EVENTS, DLQ, batch_within_s=0.5)
     path, stop = tmp_path / "warehouse.duckdb", threading.Event()
     with _running_sink(path, config, stop) as (progress, outcome):

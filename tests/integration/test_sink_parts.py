@@ -21,12 +21,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from kafka import KafkaProducer
 
 import warehouse.sink
 from infra import EmbeddedBroker, TopicSpec, ensure_topics, free_port
-from ingest import Event, encode
-from ingest.simulator import SimulationConfig, simulate
+from tests.integration.support import send_values, simulated_values
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkConfig, SinkResult, run_sink
 
@@ -59,19 +57,7 @@ def _topic(broker: EmbeddedBroker, name: str, values: list[bytes]) -> SinkConfig
 
 
 def _send(broker: EmbeddedBroker, topic: str, values: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
-    try:
-        for value in values:
-            producer.send(topic, value)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
-
-
-def _events(n: int, seed: int) -> list[bytes]:
-    return [
-        encode(Event.model_validate(e)) for e in simulate(SimulationConfig(events=n, seed=seed))
-    ]
+    send_values(broker.bootstrap_servers, topic, values)
 
 
 def _sink(path: Path, config: SinkConfig, stop: threading.Event | None = None) -> SinkResult:
@@ -96,7 +82,7 @@ _LOADS = "SELECT received, stored, duplicates, invalid, quarantined FROM ops.loa
 def test_a_batch_in_parts_is_one_load_and_a_clash_in_a_later_part_stores_each_event_once(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    first, new = _events(600, seed=21), _events(700, seed=22)
+    first, new = simulated_values(600, seed=21), simulated_values(700, seed=22)
     config = _topic(broker, "parts.clash", first)
     path = tmp_path / "warehouse.duckdb"
     assert _sink(path, config).stored == 600
@@ -115,7 +101,7 @@ def test_a_batch_in_parts_is_one_load_and_a_clash_in_a_later_part_stores_each_ev
 def test_a_sink_stopped_inside_a_batch_commits_none_of_it(
     broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _topic(broker, "parts.stop", _events(1000, seed=23))
+    config = _topic(broker, "parts.stop", simulated_values(1000, seed=23))
     path, stop = tmp_path / "warehouse.duckdb", threading.Event()
     insert, inserted = warehouse.sink._insert, []
 
@@ -158,7 +144,7 @@ def test_the_quality_gate_judges_the_whole_batch_not_a_part(
         judged.append(batch.height)
         return "refused by the test"
 
-    events = _events(700, seed=24)
+    events = simulated_values(700, seed=24)
     config = _topic(broker, "parts.gate", events)
     gated = SinkConfig(
         config.bootstrap_servers, config.topic, DLQ, batch_events=config.batch_events,
