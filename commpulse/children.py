@@ -13,12 +13,13 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from infra.processes import python_module
 
 __all__ = ["Child"]
 
@@ -50,7 +51,7 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "commpulse", *self.args],
+            python_module("commpulse", *self.args),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,

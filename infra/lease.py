@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from typing import Final
 from infra.broker import wait_until_ready
 from infra.errors import BrokerError
 from infra.keeper import STATE_FILE
-from infra.processes import pid_alive, read_json, try_lock
+from infra.processes import pid_alive, python_module, read_json, try_lock
 
 __all__ = ["BrokerLease", "lease_broker", "running_broker"]
 
@@ -107,14 +106,14 @@ def _start_keeper(
     """Start a detached keeper (not our child: it outlives us if others join)."""
     state = directory / STATE_FILE
     state.unlink(missing_ok=True)
-    command = [
-        sys.executable, "-m", "infra.keeper", "--detach",
+    command = python_module(
+        "infra.keeper", "--detach",
         "--dir", str(directory),
         "--host", host,
         "--port", str(port or 0),
         "--ready-timeout", str(start_timeout),
         "--stop-timeout", str(stop_timeout),
-    ]  # fmt: skip
+    )  # fmt: skip
     with (directory / "keeper.log").open("ab") as log_file:
         starter = subprocess.run(
             command,

@@ -17,6 +17,7 @@ __all__ = [
     "exit_now",
     "memory_kib",
     "pid_alive",
+    "python_module",
     "read_json",
     "try_lock",
     "with_parent_death_signal",
@@ -24,6 +25,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command that runs ``module`` in this Python, never one a folder shadows.
+
+    ``-P``: the working directory is not put first on ``sys.path``, so a ``commpulse/``
+    or ``infra/`` folder where the user stands (a checkout, say) cannot replace the
+    installed package in a child (it did: ``cannot import name '__version__'``).
+    """
+    return [sys.executable, "-P", "-m", module, *args]
 
 
 def with_parent_death_signal(command: list[str]) -> list[str]:

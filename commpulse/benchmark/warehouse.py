@@ -27,7 +27,6 @@ import multiprocessing
 import resource
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from infra.processes import python_module
 from ingest.simulator import SimulationConfig, simulate
 
 __all__ = ["EVENTS_PER_DAY", "bench_warehouse"]
@@ -237,8 +237,9 @@ def _report(path: Path, work: Path, env: dict[str, str]) -> float:
     assert quarter is not None and quarter[0] is not None, "no quarter was evaluated"
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "commpulse", "report", "--quarter", quarter[0],
-         "--out", str(work / "reports")],
+        python_module(
+            "commpulse", "report", "--quarter", quarter[0], "--out", str(work / "reports")
+        ),
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - started

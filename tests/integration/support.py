@@ -64,11 +64,12 @@ COMMPULSE = str(Path(sys.executable).with_name("commpulse"))
 
 
 def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 300
+    *args: str, env: dict[str, str], timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [COMMPULSE, *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -107,7 +107,15 @@ def processes_under(directory: Path) -> list[int]:
 
 def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    result = run_cli("demo", "--events", "20000", "--workdir", str(workdir), env=plain_env())
+    # Run from a folder holding folders named like commpulse's packages (a checkout, say):
+    # the demo's children (worker, sink, broker keeper) must still run the installed ones.
+    here = tmp_path / "checkout"
+    for package in ("commpulse", "infra", "ingest", "warehouse"):
+        (here / package).mkdir(parents=True)
+        (here / package / "__init__.py").write_text("raise ImportError('shadowed')\n")
+    result = run_cli(
+        "demo", "--events", "20000", "--workdir", str(workdir), env=plain_env(), cwd=here
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "20,000 sent · 0 dead-lettered" in out
