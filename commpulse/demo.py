@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 from commpulse.children import Child
 from commpulse.ingesting import IngestSummary, Source, ingest_sources
 from commpulse.kafka import connect, make_producer
+from commpulse.ownership import OWNER_FILE, sole_owner
 from commpulse.settings import KafkaSettings, Settings, child_environment
 from commpulse.simulation import SimulatedEvents
 from commpulse.warehousing import SinkRun, sink
@@ -38,7 +40,7 @@ from streams.alerting import IdleAlert
 from warehouse.schema import open_warehouse
 from warehouse.sink import SinkProgress
 
-__all__ = ["DemoResult", "DemoUI", "prepare_workdir", "run_demo"]
+__all__ = ["DemoResult", "DemoUI", "own_workdir", "run_demo"]
 
 MARKER: Final = ".commpulse-demo"
 #: the KPIs the live table shows, per channel kind
@@ -79,31 +81,41 @@ class DemoResult:
     logs: Path | None = None
 
 
-def prepare_workdir(workdir: Path) -> Path:
-    """A fresh demo directory: created, or emptied if an earlier demo made it."""
+@contextmanager
+def own_workdir(workdir: Path) -> Iterator[Path]:
+    """The demo's directory, fresh (created, or emptied if an earlier demo made it), and
+    owned by this process with its data directory while the ``with`` runs: a second demo on
+    it, or an ``up`` on its data directory, is refused (:mod:`commpulse.ownership`)."""
     workdir = workdir.absolute()
     if workdir.exists():
         if not workdir.is_dir():
             raise ConfigurationError(f"{workdir} exists and is not a directory")
-        entries = list(workdir.iterdir())
+        entries = [entry for entry in workdir.iterdir() if entry.name != OWNER_FILE]
         if entries and not (workdir / MARKER).exists():
             raise ConfigurationError(
                 f"{workdir} is not empty and was not made by `commpulse demo`; choose another --workdir"
             )
-        for entry in entries:
+    with (
+        sole_owner(workdir, "demo", option="--workdir"),
+        sole_owner(workdir / "data", "demo", option="--workdir"),
+    ):
+        for entry in workdir.iterdir():
             _remove(entry)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text(
-        "made by `commpulse demo`; it may delete and recreate this directory\n"
-    )
-    return workdir
+        (workdir / MARKER).write_text(
+            "made by `commpulse demo`; it may delete and recreate this directory\n"
+        )
+        yield workdir
 
 
 def _remove(path: Path) -> None:
+    """Remove ``path`` and what it holds, except the owner files (locks held right now)."""
+    if path.name == OWNER_FILE:
+        return
     if path.is_dir() and not path.is_symlink():
         for child in path.iterdir():
             _remove(child)
-        path.rmdir()
+        if not any(path.iterdir()):
+            path.rmdir()
     else:
         path.unlink()
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from commpulse.cli.cmd_ingest import summary_line
 from commpulse.cli.console import err, number, out, progress_bar
 from commpulse.cli.root import State, app, fail
-from commpulse.demo import LIVE_KPIS, DemoResult, demo_settings, prepare_workdir, run_demo
+from commpulse.demo import LIVE_KPIS, DemoResult, demo_settings, own_workdir, run_demo
 from commpulse.ingesting import Source
 from warehouse.sink import SinkProgress
 
@@ -131,14 +131,14 @@ def demo(
     everything it started. Ctrl-C at any moment cleans up too.
     """
     base = ctx.ensure_object(State).settings()
-    directory = prepare_workdir(workdir)
-    settings = demo_settings(base, directory)
-    err.print(f"demo in {directory} (an embedded broker, nothing else needed)", markup=False)
-    screen = _Screen(events)
-    try:
-        result = run_demo(settings, events=events, seed=seed, ui=screen)
-    finally:
-        screen.close()
+    with own_workdir(workdir) as directory:
+        settings = demo_settings(base, directory)
+        err.print(f"demo in {directory} (an embedded broker, nothing else needed)", markup=False)
+        screen = _Screen(events)
+        try:
+            result = run_demo(settings, events=events, seed=seed, ui=screen)
+        finally:
+            screen.close()
     _print_result(result)
     if result.quality is not None and not result.quality.success:
         fail("the data-quality gate found critical problems (see above)")

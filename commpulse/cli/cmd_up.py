@@ -8,6 +8,7 @@ import typer
 
 from commpulse.cli.console import err
 from commpulse.cli.root import State, app
+from commpulse.ownership import sole_owner
 from commpulse.supervisor import supervise
 
 
@@ -24,4 +25,5 @@ def up(ctx: typer.Context) -> None:
     def show(line: str) -> None:
         err.print(f"{datetime.now():%H:%M:%S} {line}", markup=False)
 
-    supervise(settings, on_event=show)
+    with sole_owner(settings.data_dir, "up", option="--data-dir"):
+        supervise(settings, on_event=show)

@@ -176,3 +176,32 @@ def test_interrupting_the_demo_stops_its_worker_and_broker(tmp_path: Path, how: 
     assert err.strip().endswith("interrupted; stopped cleanly")
     assert "Traceback" not in err
     assert wait_for(lambda: processes_under(workdir) == [], timeout=15), processes_under(workdir)
+
+
+def test_a_second_demo_or_an_up_on_a_running_demos_directories_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "demo"
+    with subprocess.Popen(
+        [COMMPULSE, "demo", "--events", "20000", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plain_env(),
+        start_new_session=True,
+    ) as first:
+        log = workdir / "logs" / "stream.log"
+        assert wait_for(lambda: log.exists(), timeout=120)  # it is running its children
+        second = run_cli("demo", "--events", "1000", "--workdir", str(workdir), env=plain_env())
+        up = run_cli("--data-dir", str(workdir / "data"), "up", env=plain_env(), timeout=30)
+        out, err = first.communicate(timeout=300)
+    owner = f"is in use by `commpulse demo` (pid {first.pid})"
+    assert second.returncode == 1 and second.stderr.strip().splitlines() == [
+        f"error: {workdir} {owner}; stop it first, or choose another --workdir"
+    ], second.stderr
+    assert up.returncode == 1 and up.stderr.strip().splitlines() == [
+        f"error: {workdir / 'data'} {owner}; stop it first, or choose another --data-dir"
+    ], up.stderr
+    # the first demo was not disturbed: it ran to its end with everything it sent
+    assert first.returncode == 0, err
+    assert "warehouse: 20,000 events stored (0 duplicates, 0 dead-lettered)" in out

@@ -1,4 +1,5 @@
-"""`commpulse up`: every service as a child, a crashed one restarted, Ctrl-C stops all."""
+"""`commpulse up`: every service as a child, a crashed one restarted, a second `up` on the same
+data directory refused, Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from infra import running_broker
-from tests.integration.support import COMMPULSE, wait_for
+from tests.integration.support import COMMPULSE, run_cli, wait_for
 from tests.integration.test_simulate_and_demo import plain_env, processes_under
 
 
@@ -40,6 +41,11 @@ def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c(tmp_path: Pa
         )
         first = started(log)
         assert running_broker(data / "broker") is not None
+        second = run_cli("--data-dir", str(data), "up", env=env, timeout=30)
+        refusal = f"error: {data} is in use by `commpulse up` (pid {process.pid}); stop it first"
+        assert second.returncode == 1 and second.stderr.splitlines() == [
+            f"{refusal}, or choose another --data-dir"
+        ], second.stderr
         os.kill(first["sink"], signal.SIGKILL)  # the sink crashes
         assert wait_for(lambda: started(log)["sink"] != first["sink"], timeout=30), log.read_text()
         text = log.read_text()
