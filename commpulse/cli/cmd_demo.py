@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +14,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from commpulse.cli.cmd_ingest import summary_line
-from commpulse.cli.console import err, number, out, progress_bar
+from commpulse.cli.console import err, invocation, number, out, progress_bar
 from commpulse.cli.root import State, app, fail
 from commpulse.demo import LIVE_KPIS, DemoResult, demo_settings, own_workdir, run_demo
 from commpulse.ingesting import Source
@@ -161,9 +163,13 @@ def _print_result(result: DemoResult) -> None:
     )
     if result.alert is not None:
         alert = result.alert
+        fired, resolved = (
+            f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            for moment in (alert.fired_at, alert.resolved_at)
+        )
         print_(
-            f"alert: {alert.channel_id} went idle (firing since {alert.fired_at:%Y-%m-%d %H:%M} "
-            f"UTC) and resolved at {alert.resolved_at:%H:%M:%S} when activity returned",
+            f"alert: {alert.channel_id} went idle (firing since {fired}) and resolved at "
+            f"{resolved} when activity returned",
             markup=False,
         )
     if result.quality is not None:
@@ -189,6 +195,13 @@ def _print_result(result: DemoResult) -> None:
     print_(table)
     quarter = result.report.quarter if result.report is not None else "2026Q3"
     print_("try:", markup=False)
+    command = f"{invocation()} --data-dir {shlex.quote(str(data))} sql"
     for title, sql in _EXAMPLES:
         print_(f"  # {title}", markup=False)
-        print_(f'  commpulse --data-dir {data} sql "{sql.format(quarter=quarter)}"', markup=False)
+        print_(f"  {command} {_quoted(sql.format(quarter=quarter))}", markup=False)
+
+
+def _quoted(sql: str) -> str:
+    """``sql`` as one shell word: in double quotes where the shell reads it as it is there
+    (the SQL keeps its single quotes readable), else as :func:`shlex.quote` makes it."""
+    return f'"{sql}"' if not set(sql) & set('"$`\\!') else shlex.quote(sql)

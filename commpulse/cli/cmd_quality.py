@@ -66,7 +66,12 @@ def quality(
         )
     show(report)
     if not report.success:
-        fail(f"{report.critical_failures} critical expectation(s) failed")
+        failed = [
+            f"{result.check} ({result.suite})"
+            for result in report.results
+            if result.critical and not result.success
+        ]
+        fail(f"{report.critical_failures} critical expectation(s) failed: {', '.join(failed)}")
 
 
 def show(report: QualityReport) -> None:

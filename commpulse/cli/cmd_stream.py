@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import csv
+import sys
+from typing import Annotated, Final, Literal
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -43,8 +46,16 @@ def kpis(
         ChannelKind | None, typer.Option(help="Show the channels of this kind.")
     ] = None,
     granularity: Annotated[Literal["day", "hour"], typer.Option(help="Window size.")] = "day",
+    format_: Annotated[
+        Literal["table", "csv", "json"],
+        typer.Option(
+            "--format",
+            help="table: for people; csv and json: every field, numbers unformatted "
+            "(value in seconds or as a ratio), for scripts.",
+        ),
+    ] = "table",
 ) -> None:
-    """Print the current KPI values as a table.
+    """Print the current KPI values.
 
     Without options: one row per KPI and channel kind (and scope), for the latest
     window. Values come from the kpis topic, so no worker needs to be running.
@@ -68,6 +79,15 @@ def kpis(
             f"no {granularity} KPI values for {what} in {settings.topics.kpis} yet; is a stream worker running?"
         )
     order = list(KPIS)
+    rows = [
+        record
+        for _, record in sorted(
+            current.items(), key=lambda item: (item[0][0], order.index(item[0][1]))
+        )
+    ]
+    if format_ != "table":
+        _print_records(rows, format_)
+        return
     table = Table(
         "subject",
         "kpi",
@@ -79,20 +99,42 @@ def kpis(
         box=None,
         pad_edge=False,
     )
-    for (subject, name), record in sorted(
-        current.items(), key=lambda item: (item[0][0], order.index(item[0][1]))
-    ):
+    for record in rows:
         table.add_row(
-            subject,
-            name,
+            record.subject,
+            record.kpi,
             record.window_start.strftime("%Y-%m-%d %H:%M" if granularity == "hour" else "%Y-%m-%d"),
-            _show(name, record.value),
+            _show(record.kpi, record.value),
             _number(record.numerator),
             _number(record.denominator),
             "yes" if record.final else "",
         )
     out.print(table)
     err.print(f"{len(current)} values, latest {granularity} window of each", markup=False)
+
+
+#: the fields printed as ISO 8601 times
+_TIMES: Final = ("window_start", "window_end", "emitted_at")
+#: the fields ``--format csv|json`` prints, in order
+_FIELDS: Final = (
+    "subject", "channel_id", "channel_kind", "scope", "kpi", "granularity", "window_start",
+    "window_end", "value", "numerator", "denominator", "final", "emitted_at",
+)  # fmt: skip
+
+
+def _print_records(records: list[KpiRecord], format_: Literal["csv", "json"]) -> None:
+    """``records`` in full on stdout, as CSV (a header, then a line each) or a JSON array."""
+    rows = [
+        {name: getattr(record, name) for name in _FIELDS}
+        | {name: getattr(record, name).isoformat() for name in _TIMES}
+        for record in records
+    ]
+    if format_ == "json":
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**row, "final": "true" if row["final"] else "false"} for row in rows)
 
 
 def _number(value: float | None) -> str:

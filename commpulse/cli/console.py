@@ -1,6 +1,18 @@
-"""Terminal output: results on stdout, progress and diagnostics on stderr."""
+"""Terminal output: results on stdout, progress and diagnostics on stderr.
+
+Output that is not a terminal (a pipe, a file, a CI log) is never cut to fit a width: rich
+would lay tables out for 80 columns and cut their cells with "…" (expectation names, KPI
+names, paths). There, lines are as long as their content, unless ``COLUMNS`` says otherwise.
+"""
 
 from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Final, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -14,10 +26,37 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-__all__ = ["err", "number", "out", "progress_bar"]
+__all__ = ["err", "invocation", "number", "out", "progress_bar"]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: the width of output that is not a terminal: wider than any line commpulse prints
+UNCUT_WIDTH: Final = 10_000
+
+
+def _width(stream: TextIO) -> int | None:
+    """None (rich finds the terminal's width, or reads ``COLUMNS``) on a terminal or with
+    ``COLUMNS`` set; else :data:`UNCUT_WIDTH`."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # closed, or not a real stream
+        terminal = False
+    return None if terminal or os.environ.get("COLUMNS") else UNCUT_WIDTH
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+
+
+def invocation() -> str:
+    """How to run commpulse again as this process was run, for commands we suggest: plain
+    ``commpulse`` if that is on PATH and is this program, else its path as typed (say
+    ``.venv/bin/commpulse``), or ``python -m commpulse`` for a module run."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is None or program.name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m commpulse"
+    found = shutil.which("commpulse")
+    if found is not None and Path(found).resolve() == program.resolve():
+        return "commpulse"
+    return shlex.quote(str(program))
 
 
 def number(value: float) -> str:

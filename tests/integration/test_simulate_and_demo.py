@@ -123,7 +123,12 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     assert "stream: 20,000 events applied, 0 late" in out
     assert re.search(r"quality: passed: \d+ expectations in \d+ suites", out), out
     [alert] = [line for line in out.splitlines() if line.startswith("alert: ")]
-    assert " went idle (firing since " in alert and " resolved at " in alert
+    moment = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+    assert re.fullmatch(
+        rf"alert: \S+ went idle \(firing since {moment}\) and resolved at {moment} when "
+        "activity returned",
+        alert,
+    ), alert
     # The one extra event is the activity the demo sent to resolve the alert.
     assert re.search(r"topic commpulse\.events +20,001 records", out)
     assert re.search(r"topic commpulse\.alerts +[1-9][\d,]* records", out)
@@ -140,7 +145,15 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     finally:
         con.close()
     assert "raw" not in schemas and quarterly > 100
-    assert out.count("commpulse --data-dir") == 3  # three example queries
+    # three example queries, each a command that works as printed (in a pipe, uncut)
+    commands = [line.strip() for line in out.splitlines() if " --data-dir " in line]
+    assert len(commands) == 3 and str(workdir / "data" / "warehouse.duckdb") in out
+    channels = subprocess.run(
+        commands[1], shell=True, cwd=here, env=plain_env(), capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert channels.returncode == 0, channels.stderr
+    assert "channel_id" in channels.stdout and "last_activity_at" in channels.stdout
     assert running_broker(workdir / "data" / "broker") is None
     assert processes_under(workdir) == []
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 import threading
 import time
 import uuid
@@ -82,15 +85,31 @@ def test_hand_computed_kpis_arrive_final_in_the_kpis_topic(
         in metrics
     )
 
-    # commpulse kpis reads the same values from the topic, without the worker.
-    shown = run_cli(
-        "kpis",
-        "--channel",
-        "tk",
-        env=env | {"COMMPULSE_TOPICS__KPIS": f"{app_id}.kpis", "COLUMNS": "200"},
-    )
+    # commpulse kpis reads the same values from the topic, without the worker; in a pipe
+    # (no COLUMNS) nothing is cut, and csv and json give every field unformatted.
+    topic = {"COMMPULSE_TOPICS__KPIS": f"{app_id}.kpis"}
+    shown = run_cli("kpis", "--channel", "tk", env=env | topic)
     assert shown.returncode == 0, shown.stderr
-    assert "volume" in shown.stdout and "2025-12-31" in shown.stdout
+    [p90] = [line for line in shown.stdout.splitlines() if "first_response_p90_business_s" in line]
+    assert p90.split()[:3] == ["tk", "first_response_p90_business_s", monday[:10]]
+    as_json = run_cli("kpis", "--channel", "tk", "--format", "json", env=env | topic)
+    assert as_json.returncode == 0, as_json.stderr
+    rows = {row["kpi"]: row for row in json.loads(as_json.stdout)}
+    assert rows["volume"] | {"emitted_at": None} == {
+        "subject": "tk", "channel_id": "tk", "channel_kind": "ticket", "scope": "external",
+        "kpi": "volume", "granularity": "day", "window_start": "2025-12-31T00:00:00+00:00",
+        "window_end": "2026-01-01T00:00:00+00:00", "value": 1.0, "numerator": 1.0,
+        "denominator": None, "final": False, "emitted_at": None,
+    }  # fmt: skip
+    assert rows["fcr_rate"]["window_start"] == monday and rows["fcr_rate"]["value"] == 0.5
+    as_csv = run_cli("kpis", "--channel", "tk", "--format", "csv", env=env | topic)
+    assert as_csv.returncode == 0, as_csv.stderr
+    table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert len(table) == len(rows)
+    [fcr] = [row for row in table if row["kpi"] == "fcr_rate"]
+    assert (fcr["value"], fcr["numerator"], fcr["denominator"], fcr["final"]) == (
+        "0.5", "2.0", "4.0", "true",
+    )  # fmt: skip
 
 
 def test_late_events_a_holiday_and_a_make_up_day_arrive_exactly_in_the_kpis_topic(

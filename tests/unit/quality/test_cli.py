@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +55,7 @@ def test_a_critical_failure_exits_1_and_shows_the_rows(
         capsys, monkeypatch, "--data-dir", str(data_dir), "quality", "--suite", "core.surveys"
     )
     assert code == 1
-    assert err.strip() == "error: 1 critical expectation(s) failed"
+    assert err.strip() == "error: 1 critical expectation(s) failed: score_1_to_5 (core.surveys)"
     [line] = [line for line in out.splitlines() if "score_1_to_5" in line]
     assert line.split()[3:6] == ["critical", "NO", "1"] and '"score":9' in line
     assert rows(path, "SELECT success, critical_failures FROM ops.quality_runs") == [(False, 1)]
@@ -97,3 +99,45 @@ def test_a_warehouse_held_by_a_sink_is_one_line(
     [line] = err.strip().splitlines()
     assert line.startswith(f"error: the warehouse {path} is locked by another process (PID ")
     assert "`commpulse sink`" in line
+
+
+def test_in_a_pipe_every_expectation_is_named_in_full_and_the_last_line_names_the_failures(
+    data_dir: Path,
+) -> None:
+    # as in a CI log: stdout and stderr are pipes, and no COLUMNS says how wide to be
+    path = data_dir / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "UPDATE core.requests SET first_response_at = opened_at - INTERVAL 1 HOUR "
+        "WHERE conversation_id = (SELECT min(conversation_id) FROM core.requests "
+        "WHERE first_response_at IS NOT NULL)"
+    )
+    con.close()
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "commpulse", "--data-dir", str(data_dir), "quality",
+         "-s", "core.requests"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    table = done.stdout.splitlines()
+    for name in (
+        "first_response_after_opening",
+        "first_response_business_s_non_negative",
+        "business_time_within_calendar_time",
+        "pending_has_no_first_response",
+    ):
+        [row] = [line for line in table if f" {name} " in line]
+        assert row.startswith("core.requests")
+    [failed] = [line for line in table if " first_response_after_opening " in line]
+    cells = [cell.strip() for cell in re.split(r"\s{2,}", failed)]
+    assert cells[:5] == [
+        "core.requests",
+        "first_response_after_opening",
+        "first_response_at, opened_at",
+        "critical",
+        "NO",
+    ]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "critical expectation(s) failed: " in last
+    assert "first_response_after_opening (core.requests)" in last
