@@ -19,6 +19,7 @@ from kafka.admin import MemberToRemove
 from kafka.errors import KafkaError
 
 from commpulse.kafka import KafkaTarget, connect
+from commpulse.listening import listeners, require_free
 from commpulse.settings import KafkaSettings, Settings
 from infra import TopicSpec, ensure_topics
 from infra.processes import exit_now, pid_alive
@@ -228,6 +229,7 @@ def run_worker(
 
     from streams.app import build_app
 
+    require_free(listeners(settings, ingest=False, web_port=web_port))
     with connect(settings) as target:
         config = stream_config(settings, target, web_port=web_port)
         ensure_topics(

@@ -11,6 +11,7 @@ import typer
 from commpulse.cli.console import err, number, out, progress_bar
 from commpulse.cli.root import EXIT_DEAD_LETTERED, EXIT_UNDELIVERED, State, app
 from commpulse.ingesting import IngestSummary, Source, ingest_sources
+from commpulse.listening import listeners, require_free
 from commpulse.settings import Settings
 from ingest.importers import open_file
 from ingest.order import describe_late
@@ -132,4 +133,5 @@ def serve_ingest(
         settings = state.settings(ingest=settings.ingest.model_copy(update=changes))
     from commpulse.http_ingest import serve  # FastAPI and uvicorn load only here
 
+    require_free(listeners(settings, stream=False))
     serve(settings, on_ready=lambda line: out.print(line, markup=False))

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
-from infra import running_broker
+import pytest
+
+from infra import free_port, running_broker
 from tests.integration.support import COMMPULSE, run_cli, wait_for
 from tests.integration.test_simulate_and_demo import plain_env, processes_under
 
@@ -23,7 +27,10 @@ def started(log: Path) -> dict[str, int]:
     return pids
 
 
-def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("how", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c_or_sigterm(
+    tmp_path: Path, how: signal.Signals, code: int
+) -> None:
     data = tmp_path / "data"
     log = Path(tempfile.mkdtemp()) / "up.log"
     env = plain_env() | {"COMMPULSE_INGEST__PORT": "0", "COMMPULSE_STREAM__WEB_PORT": "0"}
@@ -52,9 +59,56 @@ def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c(tmp_path: Pa
         assert "sink exited with code -9; restarting in 1 s" in text
         assert started(log)["stream"] == first["stream"]  # the others kept running
     finally:
-        os.killpg(process.pid, signal.SIGINT)
+        if how == signal.SIGINT:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in its terminal
+        else:
+            process.send_signal(signal.SIGTERM)  # a service manager stopping it
         process.wait(timeout=90)
-    assert process.returncode == 130, log.read_text()
+    assert process.returncode == code, log.read_text()
     assert "stopped stream" in log.read_text()
+    assert wait_for(lambda: processes_under(data) == [], timeout=15), processes_under(data)
+    assert running_broker(data / "broker") is None
+
+
+def test_up_with_a_port_taken_says_which_at_once_and_starts_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = plain_env() | {"COMMPULSE_STREAM__WEB_PORT": str(port)}
+        started_at = time.monotonic()
+        done = run_cli("--data-dir", str(data), "up", env=env, timeout=60)
+    assert time.monotonic() - started_at < 15
+    assert done.returncode == 1
+    refusal = (
+        f"error: port {port} on 127.0.0.1 (the stream worker's web server) is in use: stop what "
+        "listens there, or set stream.web_port (COMMPULSE_STREAM__WEB_PORT) to another port; "
+        "0 runs no web server"
+    )
+    assert done.stderr.splitlines() == [refusal]
+    assert running_broker(data / "broker") is None and not (data / "logs").exists()
+
+
+def test_a_child_that_fails_twice_as_it_starts_stops_up_with_its_own_error(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    (data / "not-a-file").mkdir(parents=True)  # a warehouse path the sink cannot open
+    env = plain_env() | {
+        "COMMPULSE_INGEST__PORT": str(free_port()),
+        "COMMPULSE_STREAM__WEB_PORT": "0",
+        "COMMPULSE_WAREHOUSE__PATH": str(data / "not-a-file"),
+    }
+    done = run_cli("--data-dir", str(data), "up", env=env, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert "sink exited with code 1; restarting in 1 s" in done.stderr  # once, then given up
+    assert re.fullmatch(
+        rf"error: sink failed twice as it started \(exit code 1; log: {data}/logs/sink.log\): "
+        rf"cannot open the warehouse {data}/not-a-file: .+",
+        lines[-1],
+    ), lines[-1]
+    assert "stopped stream" in done.stderr and "stopped ingest" in done.stderr
     assert wait_for(lambda: processes_under(data) == [], timeout=15), processes_under(data)
     assert running_broker(data / "broker") is None

@@ -105,20 +105,40 @@ def test_bad_settings_are_one_line(
     )
 
 
-def test_a_taken_http_port_is_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("command", "what", "setting"),
+    [
+        (("serve-ingest", "--port"), "HTTP ingest", "ingest.port (COMMPULSE_INGEST__PORT)"),
+        (
+            ("stream", "--web-port"),
+            "the stream worker's web server",
+            "stream.web_port (COMMPULSE_STREAM__WEB_PORT)",
+        ),
+    ],
+)
+def test_a_taken_port_is_one_line_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: tuple[str, str],
+    what: str,
+    setting: str,
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, _, err = run(
-            capsys, monkeypatch, "--data-dir", str(tmp_path), "serve-ingest", "--port", str(port)
-        )
+        code, _, err = run(capsys, monkeypatch, "--data-dir", str(tmp_path), *command, str(port))
     assert code == 1
-    assert err.strip().startswith(
-        f"error: HTTP ingest cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert (
+        err.strip()
+        .splitlines()[0]
+        .startswith(
+            f"error: port {port} on 127.0.0.1 ({what}) is in use: stop what listens there, or set "
+            f"{setting} to another port"
+        )
     )
+    assert not (tmp_path / "broker").exists()  # nothing started
 
 
 def test_unexpected_errors_are_one_line_too(
