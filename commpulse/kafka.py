@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
 from commpulse.keys import pseudonym_key
 from commpulse.settings import Settings
 from infra import (
@@ -19,7 +22,7 @@ from infra import (
 )
 from ingest import Limits, Producer, Pseudonymiser, Validator
 
-__all__ = ["KafkaTarget", "connect", "make_producer"]
+__all__ = ["KafkaTarget", "connect", "make_producer", "read_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +104,27 @@ def make_producer(settings: Settings, target: KafkaTarget) -> Producer:
         validator=Validator(limits),
         linger_ms=settings.ingest.linger_ms,
     )
+
+
+def read_all(target: KafkaTarget, topic: str) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from its beginning to its end as it was when this began,
+    partition by partition in offset order (no consumer group, nothing committed)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=target.bootstrap_servers,
+        enable_auto_commit=False,
+        **target.consumer_options,
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                yield from (record for record in batch if record.offset < end[tp])
+    finally:
+        consumer.close()

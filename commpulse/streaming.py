@@ -9,16 +9,15 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NoReturn
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.admin import MemberToRemove
 from kafka.errors import KafkaError
 
-from commpulse.kafka import KafkaTarget, connect
+from commpulse.kafka import KafkaTarget, connect, read_all
 from commpulse.listening import listeners, require_free
 from commpulse.settings import KafkaSettings, Settings
 from infra import TopicSpec, ensure_topics
@@ -283,35 +282,9 @@ def run_worker(
             runtime.close()
 
 
-@contextmanager
-def _consumer(target: KafkaTarget) -> Iterator[KafkaConsumer]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=target.bootstrap_servers,
-        enable_auto_commit=False,
-        **target.consumer_options,
-    )
-    try:
-        yield consumer
-    finally:
-        consumer.close()
-
-
 def read_kpis(target: KafkaTarget, topic: str) -> list[KpiRecord]:
     """Every KPI record in ``topic``, oldest first within each partition."""
-    records: list[KpiRecord] = []
-    with _consumer(target) as consumer:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return records
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(KpiRecord.decode(message.value) for message in batch)
-    return records
+    return [KpiRecord.decode(record.value) for record in read_all(target, topic)]
 
 
 def latest_kpis(settings: Settings) -> list[KpiRecord]:

@@ -17,6 +17,7 @@ COMMANDS = [
     "topics",
     "ingest",
     "serve-ingest",
+    "dlq",
     "simulate",
     "demo",
     "up",
