@@ -192,7 +192,7 @@ class ReadOnlySession:
         try:
             statements = self.con.extract_statements(sql)
         except duckdb.Error as exc:
-            raise QueryError(_one_line(exc)) from exc
+            raise QueryError(_message(exc)) from exc
         if not statements:
             raise QueryError("no SQL statement given")
         for statement in statements:
@@ -213,7 +213,7 @@ class ReadOnlySession:
                     rows = cursor.fetchmany(max_rows) if columns else cursor.fetchall()
                     more = sum(len(batch) for batch in _batches(cursor))
             except duckdb.Error as exc:
-                raise QueryError(_one_line(exc)) from exc
+                raise QueryError(_message(exc)) from exc
             results.append(QueryResult(statement.strip(), columns, tuple(rows), more))
         return results
 
@@ -258,6 +258,23 @@ class ReadOnlySession:
         ).fetchall()
         return [TableInfo(schema, name, kind) for schema, name, kind in rows]
 
+    def schema(self, name: str | None = None) -> list[str]:
+        """The ``CREATE`` statements of the tables and views (``name``: one, as
+        ``schema.table`` or a table name alone); in the order of :meth:`tables`."""
+        rows = self.con.execute(
+            "SELECT schema_name, table_name, sql FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND NOT temporary "
+            "UNION ALL "
+            "SELECT schema_name, view_name, sql FROM duckdb_views() "
+            "WHERE database_name = current_database() AND NOT internal AND NOT temporary "
+            "ORDER BY 1, 2"
+        ).fetchall()
+        return [
+            sql
+            for schema, table, sql in rows
+            if name is None or name.lower() in (table.lower(), f"{schema}.{table}".lower())
+        ]
+
     def _check_one(self, statement: duckdb.Statement) -> None:
         word = _first_word(statement.query)
         try:
@@ -297,7 +314,7 @@ class ReadOnlySession:
                         written += 1
                 stream.write("\n]\n" if written else "]\n")
         except duckdb.Error as exc:
-            raise QueryError(_one_line(exc)) from exc
+            raise QueryError(_message(exc)) from exc
         return written
 
     def _write_parquet(self, statement: str, path: Path) -> int:
@@ -315,7 +332,7 @@ class ReadOnlySession:
                     writer.write_batch(batch)
                     written += batch.num_rows
         except duckdb.Error as exc:
-            raise QueryError(_one_line(exc)) from exc
+            raise QueryError(_message(exc)) from exc
         except pa.ArrowException as exc:
             raise QueryError(f"cannot write this result as Parquet: {exc}") from exc
         return written
@@ -327,7 +344,7 @@ def _open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        raise WarehouseError(f"cannot open the snapshot {path}: {_one_line(exc)}") from exc
+        raise WarehouseError(f"cannot open the snapshot {path}: {_message(exc)}") from exc
 
 
 def _columns(cursor: duckdb.DuckDBPyConnection) -> tuple[Column, ...]:
@@ -356,13 +373,24 @@ def _refusal(word: str) -> str:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    """DuckDB's message without its caret diagram, keeping a "Did you mean" hint."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+def _message(exc: BaseException) -> str:
+    """DuckDB's message without its caret diagram (``LINE 1: ...`` and the carets under it).
+
+    One line where DuckDB adds one line to it (a "Did you mean" or "Candidate bindings"
+    hint, joined to it); a message that goes on (the ``Candidate functions:`` of a call
+    that matched none) keeps every line, the list indented: the list is the answer.
+    """
+    lines: list[str] = []
+    for line in str(exc).splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            lines.append(line.strip())
     if not lines:
         return type(exc).__name__
-    hint = next((line for line in lines[1:] if line.startswith(("Did you mean", "Candidate"))), "")
-    return f"{lines[0]} {hint}".strip()
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return "\n".join([lines[0], lines[1], *(f"  {line}" for line in lines[2:])])
 
 
 def _csv_value(value: Any) -> Any:

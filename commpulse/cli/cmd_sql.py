@@ -23,9 +23,10 @@ PROMPT: Final = "commpulse> "
 CONTINUED: Final = "       ..> "
 _HELP: Final = """\
 End each statement with ; (it may span lines). Only queries run: the warehouse is read-only.
-  .tables   list the tables and views
-  .help     this text
-  .quit     leave (Ctrl-D too)"""
+  .tables          list the tables and views
+  .schema [NAME]   the CREATE statements of every table and view, or of one
+  .help            this text
+  .quit            leave (Ctrl-D too)"""
 _UNLIMITED: Final = 1_000_000
 _NUMERIC: Final = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
@@ -180,6 +181,14 @@ def _command(session: ReadOnlySession, line: str) -> bool:
     if name == ".tables":
         for info in session.tables():
             out.print(info.qualified + (" (view)" if info.kind == "view" else ""), markup=False)
+    elif name == ".schema":
+        which = line.split()[1] if len(line.split()) > 1 else None
+        statements = session.schema(which)
+        if not statements:
+            _error(f"no table or view named {which}; .tables lists them")
+            return False
+        for statement in statements:
+            out.print(statement.rstrip(";") + ";", markup=False)
     elif name == ".help":
         out.print(_HELP, markup=False)
     else:

@@ -42,8 +42,19 @@ def _width(stream: TextIO) -> int | None:
     return None if terminal or os.environ.get("COLUMNS") else UNCUT_WIDTH
 
 
-out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Whoever read the output stopped reading (``| head``): it was wanted only so far,
+        which is no failure. Stop quietly with exit code 0 (rich's own exits 1)."""
+        if self.quiet:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing at exit cannot fail again
+        raise SystemExit(0)
+
+
+out = _Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = _Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
 def invocation() -> str:

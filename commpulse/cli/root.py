@@ -121,7 +121,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     debug = "--debug" in args
     signals.install()
     try:
-        code = app(args=args, prog_name="commpulse", standalone_mode=False)
+        try:
+            code = app(args=args, prog_name="commpulse", standalone_mode=False)
+        except SystemExit:
+            # click exits 1 when whoever reads stdout stopped reading (EPIPE: `| head`); the
+            # output was wanted only so far, which is no failure, and there is nothing to say
+            if type(sys.stdout).__name__ != "PacifyFlushWrapper":  # what click puts there then
+                raise
+            code = 0
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code, after every finally ran
             err.print("interrupted; stopped cleanly")
     except typer.TyperException as exc:  # usage errors: typer shows them with a hint

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -294,3 +295,53 @@ def test_the_shell_spans_lines_and_survives_errors(
     ]
     assert errors[1].startswith("error: commpulse sql is read-only: refused DELETE")
     assert code == 1  # a script with errors fails, after running to its end
+
+
+def test_the_shell_shows_the_schema_of_every_table_or_of_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
+) -> None:
+    script = ".schema core.channels\n.schema nope\n.schema\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    code, out, err = run_main(capsys, monkeypatch, "sql")
+    statements = [part.strip() for part in out.split(";") if part.strip()]
+    assert statements[0].startswith("CREATE TABLE core.channels(channel_id VARCHAR")
+    assert "error: no table or view named nope; .tables lists them" in err
+    every = statements[1:]
+    assert any(s.startswith("CREATE TABLE raw.events(") for s in every)
+    assert any(s.startswith("CREATE VIEW core.reviews") for s in every)
+    assert len(every) == len(
+        [line for line in _tables(monkeypatch, capsys) if line.strip()]
+    )  # one statement per table and view
+    assert code == 1  # the unknown table failed
+
+
+def _tables(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(".tables\n"))
+    _, out, _ = run_main(capsys, monkeypatch, "sql")
+    return out.splitlines()
+
+
+def test_an_error_that_goes_on_is_printed_whole(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
+) -> None:
+    code, _, err = run_main(capsys, monkeypatch, "sql", "SELECT date_part(1, 'x')")
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[0].startswith("error: Binder Error: No function matches")
+    assert lines[1].strip() == "Candidate functions:"
+    candidates = [line.strip() for line in lines[2:]]
+    assert "date_part(part VARCHAR, ts DATE) -> DOUBLE" in candidates and len(candidates) > 10
+    assert not any(line.startswith(("LINE 1", "^")) for line in candidates)
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_a_reader_that_stops_reading_is_no_error(warehouse: Path, fmt: str) -> None:
+    # `commpulse sql ... | head -1`: head closes the pipe after a line
+    command = [sys.executable, "-P", "-m", "commpulse", "sql", "--format", fmt,
+               "--max-rows", "100000", "SELECT * FROM range(1000000)"]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
+    ) as process:
+        assert process.stdout is not None and process.stdout.readline().strip() == b"range"
+        process.stdout.close()
+        _, err = process.communicate(timeout=120)
+    assert (process.returncode, err) == (0, b"")
