@@ -40,7 +40,8 @@ __all__ = [
     "parse_quarter",
 ]
 
-_QUARTER: Final = re.compile(r"^(\d{4})Q([1-4])$")
+#: a year and a quarter: 2026Q3, and as people also write it, 2026q3, 2026-Q3, 2026 Q3
+_QUARTER: Final = re.compile(r"(\d{4})[- ]?[Qq]([1-4])")
 
 #: The columns of metrics.quarterly_evaluation, in table order (the evaluation CSV's header).
 EVALUATION_COLUMNS: Final = (
@@ -91,8 +92,9 @@ class Quarter:
 
 
 def parse_quarter(text: str) -> Quarter:
-    """``"2026Q3"`` → ``Quarter(2026, 3)``; :class:`ReportError` otherwise."""
-    found = _QUARTER.match(text)
+    """``"2026Q3"`` (or ``2026q3``, ``2026-Q3``, ``2026 Q3``) → ``Quarter(2026, 3)``;
+    :class:`ReportError` otherwise."""
+    found = _QUARTER.fullmatch(text.strip())
     if found is None:
         raise ReportError(f"invalid quarter {text!r}: expected a year and Q1 to Q4, e.g. 2026Q3")
     return Quarter(int(found[1]), int(found[2]))

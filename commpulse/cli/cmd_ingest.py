@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from commpulse.cli.console import err, number, out, progress_bar
-from commpulse.cli.root import EXIT_DEAD_LETTERED, EXIT_UNDELIVERED, State, app
+from commpulse.cli.root import EXIT_DEAD_LETTERED, EXIT_UNDELIVERED, State, app, fail
 from commpulse.ingesting import IngestSummary, Source, ingest_sources
 from commpulse.listening import listeners, require_free
 from commpulse.settings import Settings
@@ -42,12 +42,10 @@ def ingest(
     """
     settings = ctx.ensure_object(State).settings()
     sources = [open_file(path, fmt) for path in files]  # every file checked before anything is sent
-    run_ingest(
-        settings,
-        sources,
-        unit="bytes",
-        what=f"{len(sources)} file{'s' if len(sources) != 1 else ''}",
-    )
+    what = f"{len(sources)} file{'s' if len(sources) != 1 else ''}"
+    summary = run_ingest(settings, sources, unit="bytes", what=what)
+    if not summary.counts.received:  # a compressed file or a Parquet file of no events
+        fail(f"{what} held no events: nothing was sent")
 
 
 def run_ingest(

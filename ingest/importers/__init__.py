@@ -65,6 +65,9 @@ def open_file(path: Path, fmt: FileFormat | None = None) -> SourceFile:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory")
-    source = FORMATS[fmt or detect_format(path)](path)
+    reader = FORMATS[fmt or detect_format(path)]
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty: there is nothing to ingest")
+    source = reader(path)
     source.open()
     return source

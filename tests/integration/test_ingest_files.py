@@ -186,6 +186,20 @@ def test_bad_files_fail_before_anything_is_sent(
     assert consume_all(settings.kafka.bootstrap_servers, settings.topics.events) == []
 
 
+def test_a_file_of_no_events_is_an_error_not_a_success(
+    settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "events.jsonl.gz"
+    empty.write_bytes(gzip.compress(b""))  # not an empty file, but no line in it
+    result = run_cli("ingest", str(empty), env=cli_env)
+    assert result.returncode == 1
+    assert result.stdout.startswith("ingested 0 inputs from 1 file · 0 sent · 0 dead-lettered")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: 1 file held no events: nothing was sent"
+    )
+    assert consume_all(settings.kafka.bootstrap_servers, settings.topics.events) == []
+
+
 def test_a_cut_gz_file_sends_what_it_held_and_dead_letters_where_it_breaks_off(
     settings: Settings, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -142,6 +142,20 @@ def test_a_taken_port_is_one_line_before_anything_starts(
     assert not (tmp_path / "broker").exists()  # nothing started
 
 
+def test_an_empty_file_is_one_line_and_nothing_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "events.jsonl").write_bytes(b"")
+    code, out, err = run(
+        capsys, monkeypatch, "--data-dir", str(tmp_path), "ingest", str(tmp_path / "events.jsonl")
+    )
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        f"error: {tmp_path / 'events.jsonl'}: the file is empty: there is nothing to ingest"
+    )
+    assert not (tmp_path / "broker").exists()
+
+
 def test_unexpected_errors_are_one_line_too(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

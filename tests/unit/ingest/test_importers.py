@@ -152,6 +152,9 @@ def test_unknown_suffix_and_missing_file_are_clear_errors(tmp_path: Path) -> Non
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(InputError, match="not a readable Parquet"):
         open_file(tmp_path / "bad.parquet")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(InputError, match="empty.jsonl: the file is empty: there is nothing to"):
+        open_file(tmp_path / "empty.jsonl")
 
 
 def test_explicit_format_overrides_the_suffix(tmp_path: Path) -> None:

@@ -306,10 +306,15 @@ def test_the_quarter_runs_midnight_to_midnight_in_the_report_time_zone(
         write_report(con, "2026Q3", tmp_path / "mars", timezone="Mars/Olympus")
 
 
-@pytest.mark.parametrize("text", ["2026Q5", "2026q3", "26Q3", "2026Q3 ", ""])
+@pytest.mark.parametrize("text", ["2026Q5", "26Q3", "2026Q3Q4", "2026--Q3", "Q3 2026", ""])
 def test_a_malformed_quarter_is_an_error(text: str) -> None:
     with pytest.raises(ReportError, match="invalid quarter"):
         parse_quarter(text)
+
+
+@pytest.mark.parametrize("text", ["2026Q3", "2026q3", "2026-Q3", "2026-q3", "2026 Q3", " 2026Q3 "])
+def test_a_quarter_is_read_as_people_write_it(text: str) -> None:
+    assert str(parse_quarter(text)) == "2026Q3"
 
 
 def test_quarter_bounds() -> None:

@@ -242,7 +242,9 @@ def test_bi_tools_read_it_through_sqlalchemy(
                     "FROM metrics.kpi_quarterly ORDER BY kpi"
                 )
             ).all()
-            tables = sqlalchemy.inspect(connection).get_table_names(schema="metrics")
+            inspector = sqlalchemy.inspect(connection)
+            tables = inspector.get_table_names(schema="metrics")
+            columns = inspector.get_columns("kpi_quarterly", schema="metrics")  # Superset asks
             with pytest.raises(sqlalchemy.exc.DBAPIError, match="read-only"):
                 connection.execute(sqlalchemy.text("DELETE FROM metrics.kpi_quarterly"))
     finally:
@@ -252,6 +254,7 @@ def test_bi_tools_read_it_through_sqlalchemy(
         ("2026Q3", "chat:web", "sla_attainment", 1.0, 0.9, True),
     ]
     assert sorted(tables) == [name.split(".")[1] for name in PUBLISHED if "metrics." in name]
+    assert [c["name"] for c in columns][:3] == ["quarter", "channel_id", "channel_kind"]
 
 
 def test_a_warehouse_without_tables_is_refused(tmp_path: Path) -> None:
