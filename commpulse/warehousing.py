@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from commpulse.kafka import KafkaTarget, connect
+from commpulse.reading import open_for_reading
 from commpulse.settings import Settings
 from commpulse.streaming import load_catalog, read_kpis
 from metrics.snapshot import publish_snapshot
@@ -185,8 +186,11 @@ def replay(
     return SinkRun(run.sink, run.build, path)
 
 
-def reconcile_with_stream(settings: Settings) -> ReconcileResult:
-    """Final day windows of the KPI topic against ``metrics.kpi_daily``."""
+def reconcile_with_stream(
+    settings: Settings, note: Callable[[str], None] = lambda _: None
+) -> ReconcileResult:
+    """Final day windows of the KPI topic against ``metrics.kpi_daily`` (of the snapshot
+    while a running sink holds the warehouse; ``note`` gets the line that says so)."""
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(settings.metrics.timezone)
@@ -209,7 +213,7 @@ def reconcile_with_stream(settings: Settings) -> ReconcileResult:
         for record in records
         if record.granularity == "day" and record.window_key not in windows
     }
-    con = open_warehouse(settings.warehouse_path, read_only=True)
+    con = open_for_reading(settings, note)
     try:
         return replace(reconcile(con, windows.values()), not_final=len(not_final))
     finally:

@@ -8,7 +8,7 @@ importing this package (it takes seconds). See docs/quality.md.
 
 from quality.checks import Check, CheckResult, QualityError, Suite
 from quality.gate import BatchGate
-from quality.runner import QualityReport, SuiteResult, check_warehouse, run_suites
+from quality.runner import QualityReport, SuiteResult, check_snapshot, check_warehouse, run_suites
 from quality.suites import SUITE_NAMES, QualityOptions, suites
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "QualityReport",
     "Suite",
     "SuiteResult",
+    "check_snapshot",
     "check_warehouse",
     "run_suites",
     "suites",

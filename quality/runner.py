@@ -13,9 +13,10 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import duckdb
 import orjson
@@ -26,7 +27,10 @@ from quality.suites import SUITE_NAMES, QualityOptions, suites
 from quality.validation import Validator, read_frames
 from warehouse.schema import WarehouseError, open_warehouse
 
-__all__ = ["QualityReport", "SuiteResult", "check_warehouse", "run_suites"]
+__all__ = ["QualityReport", "SuiteResult", "check_snapshot", "check_warehouse", "run_suites"]
+
+#: schemas a published snapshot does not have (metrics.snapshot publishes core and metrics)
+_NOT_IN_SNAPSHOT: Final = re.compile(r"\b(raw|ops)\.")
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,10 @@ class QualityReport:
     #: whether the run was written to ``ops.quality_runs``
     recorded: bool
     path: Path | None = None
+    #: checks not run, and why (on a snapshot: those that need raw or ops)
+    skipped: tuple[str, ...] = ()
+    #: whether the checks ran on the published snapshot instead of the warehouse
+    snapshot: bool = False
 
     @property
     def results(self) -> list[CheckResult]:
@@ -92,12 +100,22 @@ def run_suites(
     *,
     options: QualityOptions | None = None,
     record: bool = True,
+    snapshot: bool = False,
 ) -> QualityReport:
-    """Run the suites named (all by default) on an open warehouse; record the run if asked."""
+    """Run the suites named (all by default) on an open warehouse; record the run if asked.
+
+    ``snapshot``: ``con`` is a published snapshot, and the checks whose frames read
+    ``raw`` or ``ops`` are left out (named in ``skipped``)."""
     started = time.monotonic()
     validator = Validator()
-    done = []
-    for suite in _chosen(names, options or QualityOptions()):
+    done, skipped = [], []
+    for chosen in _chosen(names, options or QualityOptions()):
+        suite = chosen
+        if snapshot:
+            suite, left_out = _without_raw(chosen)
+            skipped += left_out
+            if not suite.checks:
+                continue
         began = datetime.now(UTC)
         results = validator(suite, read_frames(con, suite))
         done.append(SuiteResult(suite.name, began, datetime.now(UTC), tuple(results)))
@@ -107,10 +125,25 @@ def run_suites(
             len(results),
             sum(not r.success for r in results),
         )
-    report = QualityReport(uuid.uuid4(), tuple(done), time.monotonic() - started, record)
+    report = QualityReport(
+        uuid.uuid4(), tuple(done), time.monotonic() - started, record,
+        skipped=tuple(skipped), snapshot=snapshot,
+    )  # fmt: skip
     if record:
         _record(con, report)
     return report
+
+
+def _without_raw(suite: Suite) -> tuple[Suite, list[str]]:
+    """``suite`` without the frames (and their checks) that read ``raw`` or ``ops``, and the
+    names of the checks left out."""
+    kept = tuple(frame for frame in suite.frames if not _NOT_IN_SNAPSHOT.search(frame.sql))
+    names = {frame.name for frame in kept}
+    checks = tuple(check for check in suite.checks if check.frame in names)
+    left_out = [
+        f"{check.name} ({suite.name})" for check in suite.checks if check.frame not in names
+    ]
+    return replace(suite, frames=kept, checks=checks), left_out
 
 
 def _record(con: duckdb.DuckDBPyConnection, report: QualityReport) -> None:
@@ -176,6 +209,23 @@ def check_warehouse(
     finally:
         con.close()
     return QualityReport(report.run_id, report.suites, report.seconds, report.recorded, path)
+
+
+def check_snapshot(
+    path: Path, names: Sequence[str] | None = None, *, options: QualityOptions | None = None
+) -> QualityReport:
+    """The checks that a published snapshot can answer (not recorded: it is read-only)."""
+    names = list(names or ())
+    _chosen(names, options or QualityOptions())
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise QualityError(f"cannot open the snapshot {path}: {exc}") from exc
+    try:
+        report = run_suites(con, names, options=options, record=False, snapshot=True)
+    finally:
+        con.close()
+    return replace(report, path=path)
 
 
 def _locked(path: Path, exc: WarehouseError) -> QualityError | None:

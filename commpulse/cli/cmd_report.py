@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from commpulse.cli.console import out
+from commpulse.cli.console import err, out
 from commpulse.cli.root import EXIT_USAGE, State, app, fail
+from commpulse.reading import open_for_reading
 from metrics.report import ReportError, ReportResult, parse_quarter, write_report
-from warehouse.schema import open_warehouse
 
 
 @app.command()
@@ -40,7 +40,7 @@ def report(
     except ReportError as exc:
         fail(str(exc), code=EXIT_USAGE)
     settings = ctx.ensure_object(State).settings()
-    con = open_warehouse(settings.warehouse_path, read_only=True)
+    con = open_for_reading(settings, lambda line: err.print(line, markup=False))
     try:
         result = write_report(
             con,

@@ -15,8 +15,8 @@ from rich.table import Table
 
 from commpulse.cli.console import err, out
 from commpulse.cli.root import EXIT_ERROR, EXIT_USAGE, State, app, fail
+from commpulse.reading import read_from
 from ingest.errors import CommpulseError
-from warehouse.schema import WarehouseError
 from warehouse.sql import QueryResult, ReadOnlySession
 
 PROMPT: Final = "commpulse> "
@@ -56,7 +56,8 @@ def sql(
         bool,
         typer.Option(
             "--snapshot",
-            help="Query the published BI snapshot (works while a sink holds the warehouse).",
+            help="Query the published BI snapshot (what is read anyway while a sink holds "
+            "the warehouse).",
         ),
     ] = False,
 ) -> None:
@@ -64,7 +65,8 @@ def sql(
 
     Only queries run (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, ...): anything that
     would write is refused before it runs, the file is opened read-only, and
-    DuckDB's access to other files is switched off.
+    DuckDB's access to other files is switched off. While a running sink holds
+    the warehouse, its published snapshot (core and metrics) is read instead.
     """
     if fmt == "parquet" and out_file is None:
         fail("--format parquet needs --out FILE", EXIT_USAGE)
@@ -73,14 +75,15 @@ def sql(
     if query is None and fmt != "table":
         fail("the SQL shell prints tables: give a query to use --format", EXIT_USAGE)
     settings = ctx.ensure_object(State).settings()
-    path = settings.serving_path if snapshot else settings.warehouse_path
+    if snapshot:
+        path = settings.serving_path
+    else:  # the warehouse, or its snapshot while a running sink holds it
+        source = read_from(settings)
+        path, snapshot = source.path, source.snapshot
+        if source.note:
+            err.print(source.note, markup=False)
     session = ReadOnlySession(path, snapshot=snapshot)
-    try:
-        session.open()
-    except WarehouseError as exc:
-        if snapshot or "lock" not in str(exc):
-            raise
-        fail(f"{exc} (while a sink writes it, query the published snapshot: add --snapshot)")
+    session.open()
     with session:
         if query is None:
             failed = run_shell(

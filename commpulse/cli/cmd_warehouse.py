@@ -123,7 +123,7 @@ def replay_command(ctx: typer.Context) -> None:
 def reconcile_command(ctx: typer.Context) -> None:
     """Compare the stream's final windows with the warehouse."""
     settings = ctx.ensure_object(State).settings()
-    result = reconcile_with_stream(settings)
+    result = reconcile_with_stream(settings, lambda line: err.print(line, markup=False))
     for difference in result.differences:
         out.print(str(difference), markup=False)
     if result.compared == 0 and result.not_final == 0:

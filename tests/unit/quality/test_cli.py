@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from metrics.snapshot import publish_snapshot
+from quality import SUITE_NAMES
 from tests.cli import run_main
 
 
@@ -79,26 +81,54 @@ def test_an_unknown_suite_is_a_usage_error(
     assert code == 2 and "unknown suite 'nope': choose from events, core.requests" in err
 
 
-def test_a_warehouse_held_by_a_sink_is_one_line(
+def test_a_warehouse_held_by_a_sink_is_checked_through_its_snapshot(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
     path = data_dir / "warehouse.duckdb"
     hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); input()"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", hold, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-        code, _, err = run_main(capsys, monkeypatch, "--data-dir", str(data_dir), "quality")
-    finally:
-        holder.communicate("\n", timeout=30)
+
+    def held(*args: str) -> tuple[int, str, str, int]:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", hold, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+            code, out, err = run_main(capsys, monkeypatch, "--data-dir", str(data_dir), *args)
+        finally:
+            holder.communicate("\n", timeout=30)
+        return code, out, err, holder.pid
+
+    code, _, err, pid = held("quality")
     assert code == 1
     [line] = err.strip().splitlines()
-    assert line.startswith(f"error: the warehouse {path} is locked by another process (PID ")
-    assert "`commpulse sink`" in line
+    assert line == (
+        f"error: the warehouse {path} is held by a running sink (PID {pid}) and it has not "
+        f"published a snapshot at {data_dir / 'serving.duckdb'} yet: try again after its "
+        "first build"
+    )
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        publish_snapshot(con, data_dir / "serving.duckdb")
+    finally:
+        con.close()
+    code, out, err, pid = held("quality")
+    assert code == 0, err
+    assert err.splitlines()[0].startswith(
+        f"the warehouse is held by a running sink (PID {pid}): reading its snapshot "
+    )
+    table = out.splitlines()[1:]
+    suites = {cells[0] for cells in map(str.split, table) if cells and cells[0] in SUITE_NAMES}
+    assert {"core.requests", "core.messages", "metrics"} <= suites and "events" not in suites
+    assert "not recorded (the snapshot is read-only)" in out
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith(
+        "not checked on the snapshot (they read raw or ops; run again once the sink stops): "
+    )
+    assert "volume_row_per_active_day (metrics)" in last and "(events)" in last
+    assert rows(path, "SELECT count(*) FROM ops.quality_runs") == [(0,)]
 
 
 def test_in_a_pipe_every_expectation_is_named_in_full_and_the_last_line_names_the_failures(
