@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,66 @@ def test_a_child_that_fails_twice_as_it_starts_stops_up_with_its_own_error(
     assert "stopped stream" in done.stderr and "stopped ingest" in done.stderr
     assert wait_for(lambda: processes_under(data) == [], timeout=15), processes_under(data)
     assert running_broker(data / "broker") is None
+
+
+def test_while_up_loads_sql_report_and_quality_read_its_snapshot(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = Path(tempfile.mkdtemp()) / "up.log"
+    env = plain_env() | {
+        "COMMPULSE_INGEST__PORT": str(free_port()),
+        "COMMPULSE_STREAM__WEB_PORT": "0",
+        # the sink republishes the snapshot after a build at most this often
+        "COMMPULSE_WAREHOUSE__BUILD_INTERVAL_S": "1",
+    }
+    volume = (
+        "SELECT CAST(sum(value) AS BIGINT) AS events FROM metrics.kpi_daily "
+        "WHERE kpi = 'volume' AND channel_id IS NOT NULL"
+    )
+
+    def events_seen() -> int | None:
+        done = run_cli("--data-dir", str(data), "sql", volume, env=env, timeout=60)
+        if done.returncode != 0:
+            return None
+        value = done.stdout.split()[-1]
+        return int(value) if value.isdigit() else None
+
+    def shows(total: int) -> bool:
+        return events_seen() == total
+
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [COMMPULSE, "--data-dir", str(data), "up"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        assert wait_for(lambda: set(started(log)) == {"stream", "sink", "ingest"}, timeout=90)
+        for sent, seed in ((3000, 1), (6000, 2)):
+            simulated = run_cli(
+                "--data-dir", str(data), "simulate", "--events", "3000", "--seed", str(seed),
+                "--send", env=env,
+            )  # fmt: skip
+            assert simulated.returncode == 0, simulated.stderr
+            assert wait_for(partial(shows, sent), timeout=90), (events_seen(), log.read_text())
+        # every reader ran on the snapshot, while up held the warehouse
+        query = run_cli("--data-dir", str(data), "sql", volume, env=env)
+        assert query.returncode == 0 and query.stdout.split()[-1] == "6000"
+        assert query.stderr.startswith("the warehouse is held by a running sink (PID ")
+        quarter = run_cli(
+            "--data-dir", str(data), "sql", "SELECT max(quarter) AS q FROM metrics.kpi_quarterly",
+            env=env,
+        ).stdout.split()[-1]  # fmt: skip
+        report = run_cli("--data-dir", str(data), "report", "--quarter", quarter, env=env)
+        assert report.returncode == 0, report.stderr
+        assert report.stderr.startswith("the warehouse is held by a running sink (PID ")
+        assert (data / "reports" / f"report-{quarter}.html").exists()
+        quality = run_cli("--data-dir", str(data), "quality", env=env)
+        assert quality.returncode == 0, quality.stdout + quality.stderr
+        assert "not recorded (the snapshot is read-only)" in quality.stdout
+        assert process.poll() is None  # up kept running through all of it
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=90)
+    assert process.returncode == 0, log.read_text()
