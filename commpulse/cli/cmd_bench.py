@@ -89,6 +89,16 @@ def _show(result: dict[str, Any]) -> None:
             stage, number(rates[stage]), f"{ratios[ratio]:.3f} {mark}", baseline, f"≥ {target}"
         )
     out.print(table)
+    rounds = result["sink_rounds"]
+    out.print(
+        f"sink: the median of {len(rounds)} runs, each against an aiokafka baseline of its own: "
+        + ", ".join(
+            f"{number(entry['sink'])}/s against {number(entry['raw_consume_aiokafka'])}/s "
+            f"({entry['ratio']:.3f})"
+            for entry in rounds
+        ),
+        markup=False,
+    )
     latency = result["latency_s"]
     out.print(
         f"event → KPI latency at {number(latency['rate_per_s'])}/s: p50 {_s(latency['p50'])}, "
