@@ -90,6 +90,19 @@ def test_interrupting_an_ingest_stops_everything(tmp_path: Path, how: str) -> No
     )
 
 
+def running_demo(workdir: Path) -> subprocess.Popen[str]:
+    """A 20,000-event demo started in ``workdir``, in its own process group (as a terminal's
+    foreground job), its output piped."""
+    return subprocess.Popen(
+        [COMMPULSE, "demo", "--events", "20000", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plain_env(),
+        start_new_session=True,
+    )
+
+
 def processes_under(directory: Path) -> list[int]:
     """Processes whose command line or environment names ``directory``."""
     found = []
@@ -169,14 +182,7 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
 @pytest.mark.parametrize("how", ["ctrl-c"])  # SIGTERM takes the same path: see the ingest test
 def test_interrupting_the_demo_stops_its_worker_and_broker(tmp_path: Path, how: str) -> None:
     workdir = tmp_path / "demo"
-    with subprocess.Popen(
-        [COMMPULSE, "demo", "--events", "20000", "--workdir", str(workdir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=plain_env(),
-        start_new_session=True,
-    ) as process:
+    with running_demo(workdir) as process:
         log = workdir / "logs" / "stream.log"
         # Interrupt it while the stream worker (a child process) is running.
         assert wait_for(lambda: log.exists() and "stream worker" in log.read_text(), timeout=120)
@@ -195,14 +201,7 @@ def test_a_second_demo_or_an_up_on_a_running_demos_directories_is_refused_at_onc
     tmp_path: Path,
 ) -> None:
     workdir = tmp_path / "demo"
-    with subprocess.Popen(
-        [COMMPULSE, "demo", "--events", "20000", "--workdir", str(workdir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=plain_env(),
-        start_new_session=True,
-    ) as first:
+    with running_demo(workdir) as first:
         log = workdir / "logs" / "stream.log"
         assert wait_for(lambda: log.exists(), timeout=120)  # it is running its children
         second = run_cli("demo", "--events", "1000", "--workdir", str(workdir), env=plain_env())

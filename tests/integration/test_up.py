@@ -28,13 +28,8 @@ def started(log: Path) -> dict[str, int]:
     return pids
 
 
-@pytest.mark.parametrize(("how", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c_or_sigterm(
-    tmp_path: Path, how: signal.Signals, code: int
-) -> None:
-    data = tmp_path / "data"
-    log = Path(tempfile.mkdtemp()) / "up.log"
-    env = plain_env() | {"COMMPULSE_INGEST__PORT": "0", "COMMPULSE_STREAM__WEB_PORT": "0"}
+def start_up(data: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``commpulse up`` on ``data``, its output in ``log``, once it started every service."""
     with log.open("w") as out:
         process = subprocess.Popen(
             [COMMPULSE, "--data-dir", str(data), "up"],
@@ -43,10 +38,22 @@ def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c_or_sigterm(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if not wait_for(lambda: set(started(log)) == {"stream", "sink", "ingest"}, timeout=90):
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=90)
+        raise AssertionError(f"up did not start every service:\n{log.read_text()}")
+    return process
+
+
+@pytest.mark.parametrize(("how", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_up_restarts_a_crashed_child_and_stops_everything_on_ctrl_c_or_sigterm(
+    tmp_path: Path, how: signal.Signals, code: int
+) -> None:
+    data = tmp_path / "data"
+    log = Path(tempfile.mkdtemp()) / "up.log"
+    env = plain_env() | {"COMMPULSE_INGEST__PORT": "0", "COMMPULSE_STREAM__WEB_PORT": "0"}
+    process = start_up(data, env, log)
     try:
-        assert wait_for(lambda: set(started(log)) == {"stream", "sink", "ingest"}, timeout=90), (
-            log.read_text()
-        )
         first = started(log)
         assert running_broker(data / "broker") is not None
         second = run_cli("--data-dir", str(data), "up", env=env, timeout=30)
@@ -140,16 +147,8 @@ def test_while_up_loads_sql_report_and_quality_read_its_snapshot(tmp_path: Path)
     def shows(total: int) -> bool:
         return events_seen() == total
 
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [COMMPULSE, "--data-dir", str(data), "up"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_up(data, env, log)
     try:
-        assert wait_for(lambda: set(started(log)) == {"stream", "sink", "ingest"}, timeout=90)
         for sent, seed in ((3000, 1), (6000, 2)):
             simulated = run_cli(
                 "--data-dir", str(data), "simulate", "--events", "3000", "--seed", str(seed),

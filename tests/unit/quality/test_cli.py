@@ -23,6 +23,15 @@ def data_dir(clean_warehouse: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def change(path: Path, sql: str) -> None:
+    """Run ``sql`` on the warehouse at ``path`` (a corruption the suites must find)."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(sql)
+    finally:
+        con.close()
+
+
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
     con = duckdb.connect(str(path), read_only=True)
     try:
@@ -47,12 +56,11 @@ def test_a_critical_failure_exits_1_and_shows_the_rows(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
     path = data_dir / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(
+    change(
+        path,
         "UPDATE core.surveys SET score = 9 "
-        "WHERE answered_at = (SELECT min(answered_at) FROM core.surveys)"
+        "WHERE answered_at = (SELECT min(answered_at) FROM core.surveys)",
     )
-    con.close()
     code, out, err = run_main(
         capsys, monkeypatch, "--data-dir", str(data_dir), "quality", "--suite", "core.surveys"
     )
@@ -135,14 +143,12 @@ def test_in_a_pipe_every_expectation_is_named_in_full_and_the_last_line_names_th
     data_dir: Path,
 ) -> None:
     # as in a CI log: stdout and stderr are pipes, and no COLUMNS says how wide to be
-    path = data_dir / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(
+    change(
+        data_dir / "warehouse.duckdb",
         "UPDATE core.requests SET first_response_at = opened_at - INTERVAL 1 HOUR "
         "WHERE conversation_id = (SELECT min(conversation_id) FROM core.requests "
-        "WHERE first_response_at IS NOT NULL)"
+        "WHERE first_response_at IS NOT NULL)",
     )
-    con.close()
     env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
     done = subprocess.run(
         [sys.executable, "-P", "-m", "commpulse", "--data-dir", str(data_dir), "quality",

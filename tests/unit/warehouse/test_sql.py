@@ -248,39 +248,35 @@ def test_a_warehouse_held_by_a_sink_is_read_through_its_snapshot(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, warehouse: Path
 ) -> None:
     query = "SELECT kpi, value FROM metrics.kpi_quarterly ORDER BY kpi"
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(warehouse)], stdout=subprocess.PIPE, text=True
-    ) as holder:
-        try:
-            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-            code, _, err = run_main(capsys, monkeypatch, "sql", query)
-            assert code == 1 and err.strip() == (  # no snapshot yet: one line that says so
-                f"error: the warehouse {warehouse} is held by a running sink (PID "
-                f"{holder.pid}) and it has not published a snapshot at "
-                f"{warehouse.parent / 'serving.duckdb'} yet: try again after its first build"
-            )
-            holder.kill()
-            holder.wait()
-            con = duckdb.connect(str(warehouse), read_only=True)
+
+    def held() -> tuple[int, str, str, int]:
+        """``sql query`` while another process holds the warehouse; and its PID."""
+        with subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(warehouse)], stdout=subprocess.PIPE, text=True
+        ) as holder:
             try:
-                publish_snapshot(con, warehouse.parent / "serving.duckdb")
+                assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+                return (*run_main(capsys, monkeypatch, "sql", query), holder.pid)
             finally:
-                con.close()
-        finally:
-            holder.kill()
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(warehouse)], stdout=subprocess.PIPE, text=True
-    ) as holder:
-        try:
-            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-            code, out, err = run_main(capsys, monkeypatch, "sql", query)
-        finally:
-            holder.kill()
+                holder.kill()
+
+    code, _, err, pid = held()
+    assert code == 1 and err.strip() == (  # no snapshot yet: one line that says so
+        f"error: the warehouse {warehouse} is held by a running sink (PID {pid}) and it has "
+        f"not published a snapshot at {warehouse.parent / 'serving.duckdb'} yet: try again "
+        "after its first build"
+    )
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        publish_snapshot(con, warehouse.parent / "serving.duckdb")
+    finally:
+        con.close()
+    code, out, err, pid = held()
     assert code == 0, err
     assert [line.split()[0] for line in out.splitlines()[1:]] == sorted(row[4] for row in KPIS)
     note = err.splitlines()[0]
     assert note.startswith(
-        f"the warehouse is held by a running sink (PID {holder.pid}): reading its snapshot "
+        f"the warehouse is held by a running sink (PID {pid}): reading its snapshot "
         f"{warehouse.parent / 'serving.duckdb'}, published 20"
     )
 
