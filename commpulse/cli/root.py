@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from commpulse import __version__, signals
 from commpulse.cli.console import err
@@ -111,7 +112,9 @@ def root(
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    """``error: message`` on stderr (``message`` as it is: a path may hold ``[...]``), then
+    exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -162,6 +165,6 @@ def _print_error(message: str, debug: bool) -> None:
     if debug:
         traceback.print_exc(file=sys.stderr)
     first, *rest = message.splitlines() or [""]
-    err.print(f"[bold red]error:[/] {first}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(first)}", markup=True, highlight=False)
     for line in rest:
         err.print(f"  {line}", markup=False, highlight=False)

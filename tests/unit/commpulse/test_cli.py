@@ -209,3 +209,14 @@ def test_simulate_to_stdout_is_jsonl(
     lines = out.splitlines()
     assert code == 0 and len(lines) == 25
     assert all(isinstance(Validator().from_json(line.encode()), Event) for line in lines)
+
+
+def test_an_error_naming_a_path_with_brackets_prints_it_as_it_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # rich markup in what the user typed is text, in both ways an error is printed
+    code, _, err = run(capsys, monkeypatch, "report", "--quarter", "[bold]2026Q5[/]")
+    assert code == 2 and err.strip().startswith("error: invalid quarter '[bold]2026Q5[/]'")
+    odd = tmp_path / "[bold]data[/]"
+    code, _, err = run(capsys, monkeypatch, "--data-dir", str(odd), "sql", "SELECT 1")
+    assert code == 1 and f"no warehouse at {odd / 'warehouse.duckdb'}" in err
