@@ -79,10 +79,6 @@ class Batch:
     #: the last part of its batch (False: more parts of the same batch follow)
     ends: bool = True
 
-    @property
-    def records(self) -> int:
-        return self.rows.height + len(self.invalid)
-
 
 @dataclass(frozen=True, slots=True)
 class Idle:

@@ -33,13 +33,12 @@ kept and reported, never read again, never half loaded.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -285,7 +284,7 @@ class _Pending:
     """A batch's transaction while its parts come from the feed.
 
     Each part is inserted as it comes (DuckDB lets go of the GIL while the feed reads the
-    next), with one DuckDB thread fewer (see :func:`_one_thread_fewer`); :meth:`commit`
+    next), with one DuckDB thread fewer (see :meth:`_fewer_threads`); :meth:`commit`
     adds the offsets, the load's row and the build, and commits. A batch the quality gate
     must judge, or one holding an event stored before (the plain INSERT fails), is stored
     whole at the end instead, by :func:`store_batch`, as one frame.
@@ -303,6 +302,7 @@ class _Pending:
         self._threads = threads
         self._parts: list[Batch] = []
         self._open = False
+        self._lowered = False  # DuckDB runs with one thread fewer
         self._whole = check is not None  # stored whole at the end
         self._stored = 0
 
@@ -328,13 +328,14 @@ class _Pending:
         positions = {p: o for part in parts for p, o in part.positions.items()}
         if self._whole:
             rows = pl.concat([part.rows for part in parts]) if len(parts) > 1 else parts[0].rows
-            with contextlib.ExitStack() as stack:
-                if derive is None:
-                    stack.enter_context(_one_thread_fewer(self._con, self._threads))
+            self._fewer_threads(derive is None)  # a build: both of DuckDB's threads
+            try:
                 outcome = store_batch(
                     self._con, self._topic, rows, invalid, positions,
                     check=self._check, now=self._now, derive=derive,
                 )  # fmt: skip
+            finally:
+                self._fewer_threads(False)
         else:
             if not self._open:  # no valid row in the batch: offsets and the load's row only
                 self._con.execute("BEGIN TRANSACTION")
@@ -372,29 +373,18 @@ class _Pending:
                 self._fewer_threads(False)
 
     def _fewer_threads(self, fewer: bool) -> None:
-        if self._threads > 1:
+        """DuckDB with one thread fewer (``fewer``) or all of them again, leaving a core to
+        the feed while DuckDB inserts and commits.
+
+        Measured on 2 cores (200,000 events, the embedded broker, 4 alternating runs each):
+        a median of 62,600 events/s with DuckDB's 2 threads, 82,200 with 1. The insert gains
+        nothing from a second thread, and the feed (with polars' threads) then had no core.
+        The setting changes only when it must: each statement costs a few milliseconds
+        while the feed holds the GIL (see :func:`_store`).
+        """
+        if self._threads > 1 and fewer != self._lowered:
             self._con.execute(f"SET threads = {self._threads - 1 if fewer else self._threads}")
-
-
-@contextlib.contextmanager
-def _one_thread_fewer(con: duckdb.DuckDBPyConnection, threads: int) -> Iterator[None]:
-    """DuckDB with one thread fewer while it commits, leaving a core to the feed, which
-    reads and decodes the next batch meanwhile.
-
-    Measured on 2 cores (200,000 events, the embedded broker, 4 alternating runs each):
-    a median of 62,600 events/s with DuckDB's 2 threads, 82,200 with 1. The insert gains
-    nothing from a second thread, and the feed (with polars' threads) then had no core.
-    ``threads`` is DuckDB's setting, read once per run: each statement costs a few
-    milliseconds while the feed holds the GIL (see :func:`_store`).
-    """
-    if threads <= 1:
-        yield
-        return
-    con.execute(f"SET threads = {threads - 1}")
-    try:
-        yield
-    finally:
-        con.execute(f"SET threads = {threads}")
+            self._lowered = fewer
 
 
 def dead_letter(
