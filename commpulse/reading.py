@@ -16,7 +16,6 @@ what needs them (the events suite, a query on ``raw.events``) waits for the sink
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from commpulse.settings import Settings
-from warehouse.schema import WarehouseError, open_warehouse
+from warehouse.schema import WarehouseError, lock_conflict, open_warehouse
 
 __all__ = ["ReadFrom", "held_by", "open_for_reading", "read_from"]
 
@@ -48,10 +47,8 @@ def held_by(path: Path) -> str | None:
     try:
         duckdb.connect(str(path), read_only=True).close()
     except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
-            return None  # not a lock: the reader's own open says what is wrong
-        pid = re.search(r"PID (\d+)", str(exc))
-        return f"PID {pid.group(1)}" if pid else "another process"
+        conflict = lock_conflict(exc)  # not a lock: the reader's own open says what is wrong
+        return conflict.holder if conflict else None
     return None
 
 

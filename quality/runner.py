@@ -25,7 +25,7 @@ from ingest.errors import ConfigurationError
 from quality.checks import CheckResult, QualityError, Suite
 from quality.suites import SUITE_NAMES, QualityOptions, suites
 from quality.validation import Validator, read_frames
-from warehouse.schema import WarehouseError, open_warehouse
+from warehouse.schema import WarehouseError, lock_conflict, open_warehouse
 
 __all__ = ["QualityReport", "SuiteResult", "check_snapshot", "check_warehouse", "run_suites"]
 
@@ -230,11 +230,10 @@ def check_snapshot(
 
 def _locked(path: Path, exc: WarehouseError) -> QualityError | None:
     """One line for a warehouse another process holds (a running sink), else None."""
-    cause = str(exc.__cause__ or "")
-    if not isinstance(exc.__cause__, duckdb.IOException) or "lock" not in cause.lower():
+    conflict = lock_conflict(exc.__cause__)
+    if conflict is None:
         return None
-    pid = re.search(r"PID (\d+)", cause)
-    holder = f" (PID {pid.group(1)})" if pid else ""
+    holder = f" (PID {conflict.pid})" if conflict.pid is not None else ""
     return QualityError(
         f"the warehouse {path} is locked by another process{holder}, most likely a running "
         "`commpulse sink`: stop it first, or let the sink check each batch "

@@ -10,6 +10,7 @@ tables made here.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -20,8 +21,10 @@ from ingest.errors import CommpulseError
 
 __all__ = [
     "MIGRATIONS",
+    "LockConflict",
     "Migration",
     "WarehouseError",
+    "lock_conflict",
     "migrate",
     "open_warehouse",
     "scalar",
@@ -33,6 +36,26 @@ log = logging.getLogger(__name__)
 
 class WarehouseError(CommpulseError):
     """The warehouse file cannot be used (newer schema, locked, not a DuckDB file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockConflict:
+    """Another process holds a DuckDB file's write lock (a running sink, say)."""
+
+    #: its process id, when DuckDB said it
+    pid: int | None
+
+    @property
+    def holder(self) -> str:
+        return f"PID {self.pid}" if self.pid is not None else "another process"
+
+
+def lock_conflict(exc: BaseException | None) -> LockConflict | None:
+    """The lock conflict ``exc`` is DuckDB's refusal of, or None for any other error."""
+    if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
+        return None
+    pid = re.search(r"PID (\d+)", str(exc))
+    return LockConflict(int(pid.group(1)) if pid else None)
 
 
 @dataclass(frozen=True)

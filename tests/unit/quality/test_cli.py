@@ -7,13 +7,16 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from metrics.snapshot import publish_snapshot
-from quality import SUITE_NAMES
+from quality import SUITE_NAMES, check_warehouse
+from quality.checks import QualityError
 from tests.cli import run_main
 
 
@@ -30,6 +33,21 @@ def change(path: Path, sql: str) -> None:
         con.execute(sql)
     finally:
         con.close()
+
+
+@contextmanager
+def holding(path: Path) -> Iterator[int]:
+    """Another process holds the warehouse at ``path`` (as a running sink does); its PID."""
+    hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); input()"
+    with subprocess.Popen(
+        [sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:  # fmt: skip
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+            yield holder.pid
+        finally:
+            holder.communicate("\n", timeout=30)
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -93,21 +111,10 @@ def test_a_warehouse_held_by_a_sink_is_checked_through_its_snapshot(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
     path = data_dir / "warehouse.duckdb"
-    hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); input()"
 
     def held(*args: str) -> tuple[int, str, str, int]:
-        holder = subprocess.Popen(
-            [sys.executable, "-c", hold, str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-            code, out, err = run_main(capsys, monkeypatch, "--data-dir", str(data_dir), *args)
-        finally:
-            holder.communicate("\n", timeout=30)
-        return code, out, err, holder.pid
+        with holding(path) as pid:
+            return (*run_main(capsys, monkeypatch, "--data-dir", str(data_dir), *args), pid)
 
     code, _, err, pid = held("quality")
     assert code == 1
@@ -177,3 +184,14 @@ def test_in_a_pipe_every_expectation_is_named_in_full_and_the_last_line_names_th
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "critical expectation(s) failed: " in last
     assert "first_response_after_opening (core.requests)" in last
+
+
+def test_checking_a_held_warehouse_directly_is_one_line_naming_the_holder(data_dir: Path) -> None:
+    # what `commpulse quality` meets if a sink takes the file between its look and its open
+    path = data_dir / "warehouse.duckdb"
+    with holding(path) as pid, pytest.raises(QualityError) as refused:
+        check_warehouse(path, ["core.surveys"])
+    assert str(refused.value).startswith(
+        f"the warehouse {path} is locked by another process (PID {pid}), most likely a "
+        "running `commpulse sink`"
+    )
